@@ -1,0 +1,42 @@
+//! Pretrained files fetched by scripts/setup.sh, checked against the SHA256SUMS it writes.
+use crate::error::{Error, Result};
+use sha2::{Digest, Sha256};
+use std::io::Read;
+use std::path::Path;
+
+/// If `path`'s folder has a SHA256SUMS that lists the file, its content must match.
+pub fn verify_checksum(path: &Path) -> Result<()> {
+    let Some(expected) = listed_checksum(path) else { return Ok(()) };
+    let actual = sha256_file(path)?;
+    if actual != expected {
+        return Err(Error::asset(
+            path,
+            format!("corrupted (sha256 {actual}, expected {expected})"),
+        ));
+    }
+    Ok(())
+}
+
+fn listed_checksum(path: &Path) -> Option<String> {
+    let sums = path.parent()?.join("SHA256SUMS");
+    let name = path.file_name()?.to_str()?;
+    let text = std::fs::read_to_string(sums).ok()?;
+    text.lines().find_map(|l| {
+        let (sum, file) = l.split_once(char::is_whitespace)?;
+        (file.trim_start_matches([' ', '*']) == name).then(|| sum.to_string())
+    })
+}
+
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(format!("{:x}", h.finalize()))
+}

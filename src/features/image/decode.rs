@@ -1,0 +1,94 @@
+//! Decode by content (not by extension), apply EXIF orientation, take the first frame of animated
+//! GIFs, refuse decompression bombs, and produce the backbone's square RGB input.
+use image::{imageops::FilterType, DynamicImage, ImageDecoder, ImageReader, RgbImage};
+use std::io::Cursor;
+
+/// Largest side and decoded size accepted; larger images are refused before allocation.
+pub const MAX_SIDE: u32 = 20_000;
+pub const MAX_ALLOC: u64 = 512 * 1024 * 1024;
+
+/// Why an image could not be used. Shown to the user in skip lists.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("file not found")]
+    Missing,
+    #[error("cannot read file: {0}")]
+    Io(String),
+    #[error("empty file (0 bytes)")]
+    Empty,
+    #[error("unrecognised image format")]
+    UnknownFormat,
+    #[error("image too large ({0}): refused as a possible decompression bomb")]
+    TooLarge(String),
+    #[error("corrupt or truncated image: {0}")]
+    Corrupt(String),
+}
+
+/// Decode an image file's bytes into an RGB image, oriented as its EXIF tag says.
+pub fn decode(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
+    if bytes.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    let mut reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| DecodeError::Io(e.to_string()))?;
+    if reader.format().is_none() {
+        return Err(DecodeError::UnknownFormat);
+    }
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_ALLOC);
+    reader.limits(limits);
+    let classify = |e: image::ImageError| match e {
+        image::ImageError::Limits(l) => DecodeError::TooLarge(l.to_string()),
+        image::ImageError::Unsupported(u) => DecodeError::Corrupt(u.to_string()),
+        other => DecodeError::Corrupt(other.to_string()),
+    };
+    let mut decoder = reader.into_decoder().map_err(classify)?;
+    let (w, h) = decoder.dimensions();
+    if w == 0 || h == 0 {
+        return Err(DecodeError::Corrupt("zero-sized image".into()));
+    }
+    if w > MAX_SIDE || h > MAX_SIDE || decoder.total_bytes() > MAX_ALLOC {
+        return Err(DecodeError::TooLarge(format!("{w}x{h}")));
+    }
+    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    // For GIF (animated or not) the plain decoder yields the first frame.
+    let mut img = DynamicImage::from_decoder(decoder).map_err(classify)?;
+    img.apply_orientation(orientation);
+    Ok(flatten_to_rgb(img))
+}
+
+/// Transparent pixels are composited on white: a logo on a transparent background looks like it
+/// does in a browser, not like it sits on black.
+fn flatten_to_rgb(img: DynamicImage) -> RgbImage {
+    if !img.color().has_alpha() {
+        return img.to_rgb8();
+    }
+    let rgba = img.to_rgba8();
+    RgbImage::from_fn(rgba.width(), rgba.height(), |x, y| {
+        let p = rgba.get_pixel(x, y).0;
+        let a = p[3] as f32 / 255.0;
+        image::Rgb([0, 1, 2].map(|c| (p[c] as f32 * a + 255.0 * (1.0 - a)).round() as u8))
+    })
+}
+
+/// Resize the shorter side to `size` and cut the centre `size`×`size` square.
+pub fn resize_center_crop(img: &RgbImage, size: u32) -> RgbImage {
+    let (w, h) = img.dimensions();
+    let scale = size as f32 / w.min(h) as f32;
+    let (nw, nh) = (
+        ((w as f32 * scale).round() as u32).max(size),
+        ((h as f32 * scale).round() as u32).max(size),
+    );
+    // Large photos: a cheap box-filter pre-shrink keeps Triangle resampling from dominating.
+    let resized = if w.min(h) > 4 * size {
+        let pre = image::imageops::thumbnail(img, nw * 2, nh * 2);
+        image::imageops::resize(&pre, nw, nh, FilterType::Triangle)
+    } else {
+        image::imageops::resize(img, nw, nh, FilterType::Triangle)
+    };
+    let (x, y) = ((nw - size) / 2, (nh - size) / 2);
+    image::imageops::crop_imm(&resized, x, y, size, size).to_image()
+}

@@ -1,0 +1,311 @@
+//! Image features: decode → resize/crop → CNN → pooled vector, with a resumable on-disk cache.
+pub mod backbone;
+pub mod cache;
+pub mod decode;
+
+pub use backbone::{Backbone, BackboneKind, Pooling};
+pub use decode::DecodeError;
+
+use crate::data::Skip;
+use crate::error::{Error, Result};
+use cache::FeatureCache;
+use ndarray::Array2;
+use rayon::prelude::*;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+/// What is computed for each image. Part of the cache key and of a fitted model's config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ImageFeatureConfig {
+    pub backbone: BackboneKind,
+    pub pooling: Pooling,
+    /// Average the features of the image and its mirror image (test-time augmentation).
+    pub flip: bool,
+}
+
+impl Default for ImageFeatureConfig {
+    fn default() -> Self {
+        ImageFeatureConfig { backbone: BackboneKind::Vgg19, pooling: Pooling::Avg, flip: false }
+    }
+}
+
+impl ImageFeatureConfig {
+    /// Cache folder name: everything that changes the numbers (v1 = this preprocessing).
+    pub fn cache_key(&self) -> String {
+        format!(
+            "{}-{}-{}-s{}-v1",
+            self.backbone.name(),
+            self.pooling.name(),
+            if self.flip { "flip" } else { "noflip" },
+            self.backbone.input_size()
+        )
+    }
+    pub fn dim(&self) -> usize {
+        match self.pooling {
+            Pooling::Grid => self.backbone.channels() * 49,
+            _ => self.backbone.channels(),
+        }
+    }
+}
+
+/// How extraction runs.
+#[derive(Debug, Clone)]
+pub struct ExtractOptions {
+    pub batch_size: usize,
+    /// Images per cache shard; a shard is written whole (atomically) or not at all.
+    pub shard_size: usize,
+    pub cache_dir: Option<PathBuf>,
+    pub weights: Option<PathBuf>,
+    pub progress: bool,
+    pub device: Device,
+}
+
+impl Default for ExtractOptions {
+    fn default() -> Self {
+        ExtractOptions {
+            batch_size: 16,
+            shard_size: 256,
+            cache_dir: Some(default_cache_dir()),
+            weights: None,
+            progress: true,
+            device: Device::cuda_if_available(),
+        }
+    }
+}
+
+/// `$TUWEN_CACHE`, else `tuwen-cache` in the working directory.
+pub fn default_cache_dir() -> PathBuf {
+    std::env::var_os("TUWEN_CACHE").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("tuwen-cache"))
+}
+
+/// Features for a list of image ids, in the order asked; ids that failed are listed in `skipped`.
+#[derive(Debug)]
+pub struct ImageFeatures {
+    pub ids: Vec<String>,
+    /// One row per id in `ids`; rows of skipped ids are zero and must not be used.
+    pub features: Array2<f32>,
+    pub ok: Vec<bool>,
+    pub skipped: Vec<Skip>,
+    pub stats: ExtractStats,
+}
+
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct ExtractStats {
+    pub requested: usize,
+    pub computed: usize,
+    pub from_cache: usize,
+    pub skipped: usize,
+    pub seconds: f64,
+    /// Images per second over the computed ones.
+    pub images_per_second: f64,
+}
+
+impl ImageFeatures {
+    /// Row index of every usable id.
+    pub fn index(&self) -> HashMap<&str, usize> {
+        self.ids.iter().enumerate().filter(|(i, _)| self.ok[*i]).map(|(i, id)| (id.as_str(), i)).collect()
+    }
+}
+
+enum Status {
+    Cached(Vec<f32>),
+    Todo(blake3::Hash),
+    Failed(DecodeError),
+}
+
+/// Extract features for `ids` (file names under `dir`).
+pub fn extract(ids: &[String], dir: &Path, cfg: &ImageFeatureConfig, opts: &ExtractOptions) -> Result<ImageFeatures> {
+    let t0 = Instant::now();
+    if cfg.pooling == Pooling::Grid && !matches!(cfg.backbone, BackboneKind::Vgg16 | BackboneKind::Vgg19) {
+        return Err(Error::Param("grid pooling (pool5) is defined for VGG only".into()));
+    }
+    if !dir.is_dir() {
+        return Err(Error::file(dir, "image folder not found"));
+    }
+    let dim = cfg.dim();
+    let mut cache = match &opts.cache_dir {
+        Some(root) => Some(FeatureCache::open(&root.join(cfg.cache_key()), dim)?),
+        None => None,
+    };
+    // Hash every file (content, not name, keys the cache), in parallel.
+    let status: Vec<Status> = ids
+        .par_iter()
+        .map(|id| match std::fs::read(dir.join(id)) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Status::Failed(DecodeError::Missing),
+            Err(e) => Status::Failed(DecodeError::Io(e.to_string())),
+            Ok(b) if b.is_empty() => Status::Failed(DecodeError::Empty),
+            Ok(b) => {
+                let h = blake3::hash(&b);
+                match cache.as_ref().and_then(|c| c.get(&h)) {
+                    Some(v) => Status::Cached(v.to_vec()),
+                    None => Status::Todo(h),
+                }
+            }
+        })
+        .collect();
+
+    let mut features = Array2::<f32>::zeros((ids.len(), dim));
+    let mut ok = vec![false; ids.len()];
+    let mut failures: Vec<(usize, DecodeError)> = Vec::new();
+    let mut stats = ExtractStats { requested: ids.len(), ..Default::default() };
+    let mut todo: Vec<(usize, blake3::Hash)> = Vec::new();
+    for (i, s) in status.into_iter().enumerate() {
+        match s {
+            Status::Cached(v) => {
+                features.row_mut(i).assign(&ndarray::ArrayView1::from(&v));
+                ok[i] = true;
+                stats.from_cache += 1;
+            }
+            Status::Todo(h) => todo.push((i, h)),
+            Status::Failed(e) => failures.push((i, e)),
+        }
+    }
+
+    if !todo.is_empty() {
+        let net = Backbone::load(cfg.backbone, opts.weights.as_deref(), opts.device)?;
+        let bar = progress_bar(todo.len() as u64, opts.progress, &format!("{} features", cfg.backbone.name()));
+        let t_compute = Instant::now();
+        // Chunks are fixed by position in the request, so an interrupted run that resumes forms
+        // the same batches and computes bit-identical features.
+        let chunks: Vec<Vec<(usize, blake3::Hash)>> = {
+            let mut by_shard: Vec<Vec<(usize, blake3::Hash)>> = Vec::new();
+            let mut last = usize::MAX;
+            for &(i, h) in &todo {
+                let s = i / opts.shard_size.max(1);
+                if s != last {
+                    by_shard.push(Vec::new());
+                    last = s;
+                }
+                by_shard.last_mut().unwrap().push((i, h));
+            }
+            by_shard
+        };
+        let size = cfg.backbone.input_size();
+        std::thread::scope(|scope| -> Result<()> {
+            // Decoding of the next chunk runs while the network works on this one.
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(usize, blake3::Hash, Result<Vec<u8>, DecodeError>)>>(1);
+            let chunks_ref = &chunks;
+            scope.spawn(move || {
+                for chunk in chunks_ref {
+                    let decoded = chunk
+                        .par_iter()
+                        .map(|&(i, h)| {
+                            let r = std::fs::read(dir.join(&ids[i]))
+                                .map_err(|e| DecodeError::Io(e.to_string()))
+                                .and_then(|b| decode::decode(&b))
+                                .map(|img| decode::resize_center_crop(&img, size).into_raw());
+                            (i, h, r)
+                        })
+                        .collect();
+                    if tx.send(decoded).is_err() {
+                        break;
+                    }
+                }
+            });
+            for decoded in rx {
+                let mut good = Vec::new();
+                for (i, h, r) in decoded {
+                    match r {
+                        Ok(px) => good.push((i, h, px)),
+                        Err(e) => {
+                            failures.push((i, e));
+                            bar.inc(1);
+                        }
+                    }
+                }
+                let mut rows: Vec<Vec<f32>> = Vec::with_capacity(good.len());
+                for batch in good.chunks(opts.batch_size.max(1)) {
+                    let pixels: Vec<&[u8]> = batch.iter().map(|g| g.2.as_slice()).collect();
+                    let f = forward(&net, &pixels, size, cfg)?;
+                    rows.extend(f);
+                    bar.inc(batch.len() as u64);
+                }
+                let entries: Vec<(blake3::Hash, &[f32])> =
+                    good.iter().zip(&rows).map(|(g, r)| (g.1, r.as_slice())).collect();
+                if let Some(c) = cache.as_mut() {
+                    c.write_shard(&entries)?;
+                }
+                for (g, r) in good.iter().zip(&rows) {
+                    features.row_mut(g.0).assign(&ndarray::ArrayView1::from(r.as_slice()));
+                    ok[g.0] = true;
+                    stats.computed += 1;
+                }
+            }
+            Ok(())
+        })?;
+        bar.finish_and_clear();
+        let secs = t_compute.elapsed().as_secs_f64();
+        stats.images_per_second = if secs > 0.0 { stats.computed as f64 / secs } else { 0.0 };
+    }
+    failures.sort_by_key(|f| f.0);
+    let skipped: Vec<Skip> = failures
+        .into_iter()
+        .map(|(i, e)| Skip {
+            file: dir.join(&ids[i]).display().to_string(),
+            row: i + 1,
+            id: ids[i].clone(),
+            reason: e.to_string(),
+        })
+        .collect();
+    stats.skipped = skipped.len();
+    stats.seconds = t0.elapsed().as_secs_f64();
+    Ok(ImageFeatures { ids: ids.to_vec(), features, ok, skipped, stats })
+}
+
+/// One batch of S×S RGB pixel buffers → pooled feature rows.
+pub fn forward(net: &Backbone, pixels: &[&[u8]], size: u32, cfg: &ImageFeatureConfig) -> Result<Vec<Vec<f32>>> {
+    let s = size as i64;
+    let n = pixels.len() as i64;
+    let flat: Vec<u8> = pixels.iter().flat_map(|p| p.iter().copied()).collect();
+    let x = Tensor::from_slice(&flat)
+        .view([n, s, s, 3])
+        .permute([0, 3, 1, 2])
+        .to_kind(Kind::Float)
+        .to_device(net.device);
+    let x = net.normalise(&x);
+    let out = tch::no_grad(|| -> Result<Tensor> {
+        let f = net.pool(&net.feature_map(&x), cfg.pooling)?;
+        Ok(if cfg.flip {
+            let g = net.pool(&net.feature_map(&x.flip([3])), cfg.pooling)?;
+            (f + g) / 2.0
+        } else {
+            f
+        })
+    })?;
+    let out = out.to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
+    let d = out.size()[1] as usize;
+    let v: Vec<f32> = Vec::<f32>::try_from(out.flatten(0, -1))?;
+    Ok(v.chunks(d).map(|c| c.to_vec()).collect())
+}
+
+/// Load images from files and run them (no cache): for tests and one-off use.
+pub fn features_of_files(net: &Backbone, files: &[PathBuf], cfg: &ImageFeatureConfig) -> Result<Vec<Vec<f32>>> {
+    let size = cfg.backbone.input_size();
+    let px: Vec<Vec<u8>> = files
+        .iter()
+        .map(|f| {
+            let b = std::fs::read(f).map_err(|e| Error::io(f, e))?;
+            let img = decode::decode(&b).map_err(|e| Error::file(f, e.to_string()))?;
+            Ok(decode::resize_center_crop(&img, size).into_raw())
+        })
+        .collect::<Result<_>>()?;
+    let refs: Vec<&[u8]> = px.iter().map(|p| p.as_slice()).collect();
+    forward(net, &refs, size, cfg)
+}
+
+pub(crate) fn progress_bar(len: u64, show: bool, msg: &str) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{elapsed_precise}] {wide_bar} {pos}/{len} ({per_sec}, ETA {eta})",
+        )
+        .expect("valid template"),
+    );
+    bar.set_message(msg.to_string());
+    bar
+}

@@ -1,0 +1,3 @@
+//! Feature extraction for both modalities.
+pub mod image;
+pub mod text;

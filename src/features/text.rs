@@ -1,0 +1,274 @@
+//! Caption features: jieba-rs tokens → word2vec vectors (finalfusion) → weighted mean.
+use crate::error::{Error, Result};
+use finalfusion::compat::word2vec::ReadWord2Vec;
+use finalfusion::prelude::*;
+use finalfusion::storage::NdArray;
+use finalfusion::similarity::WordSimilarity;
+use finalfusion::vocab::{SimpleVocab, Vocab};
+use ndarray::{Array1, Array2};
+use std::collections::{HashMap, HashSet};
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+/// How token vectors are weighted in a caption's mean.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Weighting {
+    /// Plain mean.
+    Mean,
+    /// Inverse document frequency over the training captions.
+    Idf,
+    /// Smooth inverse frequency a / (a + p(w)) (Arora et al. 2017), p from the training captions.
+    Sif,
+}
+
+/// What is computed for each caption. Saved in a fitted model's config.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TextFeatureConfig {
+    pub weighting: Weighting,
+    /// SIF's a.
+    pub sif_a: f32,
+    /// Use unit-length word vectors (true) or word2vec's raw vectors with their norms (false).
+    pub unit_vectors: bool,
+    /// Drop stop words (synonyms' list) and punctuation before averaging.
+    pub remove_stopwords: bool,
+    /// An out-of-vocabulary word takes the mean of its characters' vectors, where they exist.
+    pub char_fallback: bool,
+    /// Extra words for jieba's dictionary (e.g. domain terms), so they are kept whole.
+    #[serde(default)]
+    pub user_words: Vec<String>,
+}
+
+impl Default for TextFeatureConfig {
+    fn default() -> Self {
+        TextFeatureConfig {
+            weighting: Weighting::Sif,
+            sif_a: 1e-3,
+            unit_vectors: true,
+            remove_stopwords: true,
+            char_fallback: true,
+            user_words: Vec::new(),
+        }
+    }
+}
+
+/// Token statistics of the training captions (for IDF and SIF weights).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct WordStats {
+    pub n_docs: u64,
+    pub total_tokens: u64,
+    pub doc_freq: HashMap<String, u64>,
+    pub term_freq: HashMap<String, u64>,
+}
+
+/// Out-of-vocabulary report of one encoding run.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct OovReport {
+    pub captions: usize,
+    pub tokens: usize,
+    pub in_vocab: usize,
+    pub via_chars: usize,
+    pub oov: usize,
+    /// Captions with no usable token (their vector is zero).
+    pub empty_captions: usize,
+    /// Most frequent out-of-vocabulary tokens.
+    pub top_oov: Vec<(String, usize)>,
+}
+
+impl OovReport {
+    pub fn oov_rate(&self) -> f64 {
+        if self.tokens == 0 {
+            0.0
+        } else {
+            self.oov as f64 / self.tokens as f64
+        }
+    }
+    pub fn summary(&self) -> String {
+        let pct = |n: usize| 100.0 * n as f64 / self.tokens.max(1) as f64;
+        format!(
+            "{} captions, {} tokens: {:.1}% in vocabulary, {:.1}% via characters, {:.1}% out of vocabulary; {} captions with no known token",
+            self.captions,
+            self.tokens,
+            pct(self.in_vocab),
+            pct(self.via_chars),
+            pct(self.oov),
+            self.empty_captions
+        )
+    }
+}
+
+pub struct TextEncoder {
+    pub cfg: TextFeatureConfig,
+    jieba: jieba_rs::Jieba,
+    emb: Embeddings<SimpleVocab, NdArray>,
+    stopwords: HashSet<String>,
+    stats: WordStats,
+    pub vectors_path: PathBuf,
+}
+
+/// `$TUWEN_MODELS/words.vector` or `<crate>/models/words.vector`.
+pub fn default_vectors_path() -> PathBuf {
+    crate::features::image::backbone::default_models_dir().join("words.vector")
+}
+
+impl TextEncoder {
+    /// Load word vectors (word2vec binary) and the stop-word list beside them.
+    pub fn load(cfg: TextFeatureConfig, vectors: Option<&Path>) -> Result<TextEncoder> {
+        let path = vectors.map(Path::to_path_buf).unwrap_or_else(default_vectors_path);
+        let emb = load_word2vec(&path)?;
+        let stop_path = path.with_file_name("stopwords.txt");
+        let stopwords = if cfg.remove_stopwords {
+            std::fs::read_to_string(&stop_path)
+                .map_err(|e| Error::asset(&stop_path, format!("cannot read stop words ({e})")))?
+                .lines()
+                .map(|l| l.trim().to_string())
+                .filter(|l| !l.is_empty())
+                .collect()
+        } else {
+            HashSet::new()
+        };
+        let mut jieba = jieba_rs::Jieba::new();
+        for w in &cfg.user_words {
+            jieba.add_word(w, None, None);
+        }
+        Ok(TextEncoder { cfg, jieba, emb, stopwords, stats: WordStats::default(), vectors_path: path })
+    }
+
+    pub fn dim(&self) -> usize {
+        self.emb.dims()
+    }
+
+    pub fn vocab_len(&self) -> usize {
+        self.emb.vocab().words_len()
+    }
+
+    pub fn stats(&self) -> &WordStats {
+        &self.stats
+    }
+
+    pub fn set_stats(&mut self, stats: WordStats) {
+        self.stats = stats;
+    }
+
+    /// jieba tokens, without blanks, punctuation and (if configured) stop words.
+    pub fn tokenize(&self, caption: &str) -> Vec<String> {
+        self.jieba
+            .cut(caption, true)
+            .into_iter()
+            .map(|t| t.word.trim())
+            .filter(|w| !w.is_empty() && w.chars().any(|c| c.is_alphanumeric()))
+            .filter(|w| !self.stopwords.contains(*w))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Count token frequencies over the training captions.
+    pub fn fit_stats(&mut self, captions: &[String]) {
+        let mut s = WordStats::default();
+        for c in captions {
+            let toks = self.tokenize(c);
+            s.n_docs += 1;
+            s.total_tokens += toks.len() as u64;
+            let mut seen = HashSet::new();
+            for t in toks {
+                *s.term_freq.entry(t.clone()).or_default() += 1;
+                if seen.insert(t.clone()) {
+                    *s.doc_freq.entry(t).or_default() += 1;
+                }
+            }
+        }
+        self.stats = s;
+    }
+
+    fn weight(&self, token: &str) -> f32 {
+        match self.cfg.weighting {
+            Weighting::Mean => 1.0,
+            Weighting::Idf => {
+                let df = self.stats.doc_freq.get(token).copied().unwrap_or(0) as f32;
+                ((1.0 + self.stats.n_docs as f32) / (1.0 + df)).ln() + 1.0
+            }
+            Weighting::Sif => {
+                let tf = self.stats.term_freq.get(token).copied().unwrap_or(0) as f32;
+                let p = tf / (self.stats.total_tokens.max(1) as f32);
+                self.cfg.sif_a / (self.cfg.sif_a + p)
+            }
+        }
+    }
+
+    fn vector(&self, word: &str) -> Option<Array1<f32>> {
+        let e = self.emb.embedding_with_norm(word)?;
+        let v = Array1::from(e.embedding.to_vec());
+        Some(if self.cfg.unit_vectors { v } else { v * e.norm })
+    }
+
+    /// Encode captions; each row is the weighted mean of its tokens' vectors (zero if none known).
+    pub fn encode(&self, captions: &[String]) -> (Array2<f32>, OovReport) {
+        let d = self.dim();
+        let mut out = Array2::<f32>::zeros((captions.len(), d));
+        let mut rep = OovReport { captions: captions.len(), ..Default::default() };
+        let mut oov_counts: HashMap<String, usize> = HashMap::new();
+        for (i, c) in captions.iter().enumerate() {
+            let mut acc = Array1::<f32>::zeros(d);
+            let mut wsum = 0.0f32;
+            for tok in self.tokenize(c) {
+                rep.tokens += 1;
+                let v = match self.vector(&tok) {
+                    Some(v) => {
+                        rep.in_vocab += 1;
+                        Some(v)
+                    }
+                    None if self.cfg.char_fallback => {
+                        let chars: Vec<Array1<f32>> =
+                            tok.chars().filter_map(|ch| self.vector(ch.encode_utf8(&mut [0; 4]))).collect();
+                        if chars.is_empty() {
+                            None
+                        } else {
+                            rep.via_chars += 1;
+                            let n = chars.len() as f32;
+                            Some(chars.into_iter().fold(Array1::zeros(d), |a, b| a + b) / n)
+                        }
+                    }
+                    None => None,
+                };
+                match v {
+                    Some(v) => {
+                        let w = self.weight(&tok);
+                        acc.scaled_add(w, &v);
+                        wsum += w;
+                    }
+                    None => {
+                        rep.oov += 1;
+                        *oov_counts.entry(tok).or_default() += 1;
+                    }
+                }
+            }
+            if wsum > 0.0 {
+                out.row_mut(i).assign(&(acc / wsum));
+            } else {
+                rep.empty_captions += 1;
+            }
+        }
+        let mut top: Vec<(String, usize)> = oov_counts.into_iter().collect();
+        top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        top.truncate(20);
+        rep.top_oov = top;
+        (out, rep)
+    }
+
+    /// Words nearest to `word` by cosine (for checks and exploration).
+    pub fn nearest(&self, word: &str, k: usize) -> Vec<(String, f32)> {
+        self.emb
+            .word_similarity(word, k, None)
+            .map(|v| v.into_iter().map(|s| (s.word().to_string(), s.cosine_similarity())).collect())
+            .unwrap_or_default()
+    }
+}
+
+fn load_word2vec(path: &Path) -> Result<Embeddings<SimpleVocab, NdArray>> {
+    let f = std::fs::File::open(path).map_err(|e| Error::asset(path, format!("cannot open word vectors ({e})")))?;
+    crate::assets::verify_checksum(path)?;
+    let mut r = BufReader::new(f);
+    let e: Embeddings<SimpleVocab, NdArray> = Embeddings::read_word2vec_binary(&mut r)
+        .map_err(|e| Error::asset(path, format!("not a readable word2vec binary file ({e})")))?;
+    Ok(e)
+}

@@ -1,0 +1,21 @@
+//! tuwen (图文): Chinese image-text retrieval for the 2024 Teddy Cup problem B.
+//!
+//! Data flow: [`data`] (pairs and Teddy files) → [`features`] (CNN image vectors through libtorch,
+//! jieba + word2vec caption vectors) → [`projection`] (PCA, CCA into a shared space) →
+//! [`retrieval`] (cosine top-k, recall) → [`outputs`] (result CSVs, reports). [`pipeline`] strings
+//! them together as the `fit`, `eval` and `rank` jobs.
+
+// Links Debian's OpenBLAS for ndarray-linalg's LAPACK calls.
+extern crate openblas_src;
+
+pub mod assets;
+pub mod data;
+pub mod error;
+pub mod features;
+pub mod model;
+pub mod outputs;
+pub mod pipeline;
+pub mod projection;
+pub mod retrieval;
+
+pub use error::{Error, Result};
