@@ -59,6 +59,9 @@ struct RunArgs {
     /// Images per forward pass.
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
+    /// Images per cache shard (a killed run loses at most one shard of work).
+    #[arg(long, default_value_t = 256)]
+    shard_size: usize,
     /// Hide progress bars.
     #[arg(long)]
     quiet: bool,
@@ -71,6 +74,7 @@ impl RunArgs {
     fn extract_options(&self, weights: Option<PathBuf>) -> ExtractOptions {
         ExtractOptions {
             batch_size: self.batch_size,
+            shard_size: self.shard_size,
             cache_dir: if self.no_cache { None } else { Some(self.cache.clone().unwrap_or_else(image::default_cache_dir)) },
             weights,
             progress: !self.quiet,
@@ -113,6 +117,25 @@ struct TextArgs {
     /// Word vectors (word2vec binary; default models/words.vector).
     #[arg(long)]
     vectors: Option<PathBuf>,
+    /// Append a TF-IDF bag of words, characters and character bigrams to the word2vec mean.
+    #[arg(long)]
+    bag: bool,
+    /// Bag: minimum number of training captions a term must occur in.
+    #[arg(long, default_value_t = 2)]
+    bag_min_df: u64,
+    /// Bag: most terms kept (by document frequency).
+    #[arg(long, default_value_t = 8000)]
+    bag_max_terms: usize,
+    /// Bag: weight of the word2vec mean beside the unit-length bag.
+    #[arg(long, default_value_t = 1.0)]
+    w2v_weight: f32,
+    /// Bag: leave out jieba words / characters / character bigrams.
+    #[arg(long)]
+    bag_no_words: bool,
+    #[arg(long)]
+    bag_no_chars: bool,
+    #[arg(long)]
+    bag_no_bigrams: bool,
 }
 
 #[derive(Args)]
@@ -142,6 +165,9 @@ struct FitCmd {
     /// Whiten the PCA outputs.
     #[arg(long)]
     whiten: bool,
+    /// PCA solver: eigh (exact, LAPACK) or linfa (linfa-reduction's LOBPCG; slow on wide data).
+    #[arg(long, value_enum, default_value = "eigh")]
+    pca_solver: tuwen::projection::pca::PcaSolver,
     /// Number of canonical components kept.
     #[arg(long, default_value_t = 96)]
     components: usize,
@@ -320,6 +346,14 @@ fn fit(c: FitCmd) -> Result<()> {
             remove_stopwords: !c.text.keep_stopwords,
             char_fallback: !c.text.no_char_fallback,
             user_words: c.text.user_words.clone(),
+            bag: c.text.bag.then(|| tuwen::features::text::BagConfig {
+                words: !c.text.bag_no_words,
+                chars: !c.text.bag_no_chars,
+                bigrams: !c.text.bag_no_bigrams,
+                min_df: c.text.bag_min_df,
+                max_terms: c.text.bag_max_terms,
+                w2v_weight: c.text.w2v_weight,
+            }),
             ..Default::default()
         },
         projection: ProjectionParams {
@@ -327,6 +361,7 @@ fn fit(c: FitCmd) -> Result<()> {
             pca_image: c.pca_image,
             pca_text: c.pca_text,
             whiten: c.whiten,
+            pca_solver: c.pca_solver,
             cca: CcaParams::new(c.components).reg(c.reg_image, c.reg_text),
             power: c.power,
         },

@@ -98,7 +98,7 @@ pub fn fit(opts: &FitOptions) -> Result<(Model, FitReport)> {
     let pf = load_pairs_features(&opts.sets, &opts.image, &opts.extract)?;
     let mut enc = TextEncoder::load(opts.text.clone(), opts.vectors.as_deref())?;
     enc.fit_stats(&pf.captions);
-    let (texts, oov) = enc.encode(&pf.captions);
+    let (texts, oov) = enc.features(&pf.captions);
     // Captions with no known token carry no signal: leave them out of the fit, and say so.
     let mut skipped = pf.skipped;
     let keep: Vec<usize> = (0..texts.nrows())
@@ -187,7 +187,7 @@ pub fn evaluate(model: &Model, pairs: &Path, images: &Path, ex: &ExtractOptions,
     let t0 = Instant::now();
     let pf = load_pairs_features(&[(pairs.to_path_buf(), images.to_path_buf())], &model.config.image, ex)?;
     let enc = model_text_encoder(model, vectors)?;
-    let (texts, oov) = enc.encode(&pf.captions);
+    let (texts, oov) = enc.features(&pf.captions);
     let img = model.projection.project_images(pf.images.view());
     let txt = model.projection.project_texts(texts.view());
     let sim = txt.dot(&img.t());
@@ -218,7 +218,7 @@ pub fn rank_task1(model: &Model, word_test: &Path, image_data: &Path, images: &P
     let q = data::read_ids(word_test, "text_id", true)?;
     let g = data::read_ids(image_data, "image_id", false)?;
     let enc = model_text_encoder(model, vectors)?;
-    let (tf, oov) = enc.encode(q.captions.as_ref().expect("caption column"));
+    let (tf, oov) = enc.features(q.captions.as_ref().expect("caption column"));
     let f = image::extract(&g.ids, images, &model.config.image, ex)?;
     let keep: Vec<usize> = (0..g.ids.len()).filter(|&i| f.ok[i]).collect();
     let gallery_ids: Vec<String> = keep.iter().map(|&i| g.ids[i].clone()).collect();
@@ -247,7 +247,7 @@ pub fn rank_task2(model: &Model, image_test: &Path, word_data: &Path, images: &P
     let q = data::read_ids(image_test, "image_id", false)?;
     let g = data::read_ids(word_data, "text_id", true)?;
     let enc = model_text_encoder(model, vectors)?;
-    let (tf, oov) = enc.encode(g.captions.as_ref().expect("caption column"));
+    let (tf, oov) = enc.features(g.captions.as_ref().expect("caption column"));
     let f = image::extract(&q.ids, images, &model.config.image, ex)?;
     let keep: Vec<usize> = (0..q.ids.len()).filter(|&i| f.ok[i]).collect();
     let query_ids: Vec<String> = keep.iter().map(|&i| q.ids[i].clone()).collect();

@@ -102,17 +102,21 @@ pub struct Pairs {
     pub encoding: Encoding,
     pub pairs: Vec<Pair>,
     pub skipped: Vec<Skip>,
+    /// Rows repeating an earlier (image_id, caption) row (kept).
+    pub duplicates: usize,
 }
 
 /// Read an `image_id,caption` file (附件1 `ImageWordData.csv`, Flickr8k-CN splits).
-/// Several captions per image are allowed; an exact repeated (image, caption) row and an empty
-/// caption are skipped and reported.
+/// Several captions per image are allowed, identical ones too (Flickr8k-CN has such rows, and
+/// the standard 5-captions-per-image protocol keeps them); they are counted in `duplicates`.
+/// An empty caption is skipped and reported.
 pub fn read_pairs(path: &Path) -> Result<Pairs> {
     let t = read_table(path)?;
     let (ci, cc) = (t.column("image_id")?, t.column("caption")?);
     let mut seen = HashSet::new();
     let mut pairs = Vec::with_capacity(t.rows.len());
     let mut skipped = Vec::new();
+    let mut duplicates = 0;
     for (i, r) in t.rows.iter().enumerate() {
         let row = i + 1;
         let image_id = r[ci].trim().to_string();
@@ -131,12 +135,11 @@ pub fn read_pairs(path: &Path) -> Result<Pairs> {
             continue;
         }
         if !seen.insert((image_id.clone(), caption.clone())) {
-            skipped.push(skip("duplicate (image_id, caption) row"));
-            continue;
+            duplicates += 1;
         }
         pairs.push(Pair { image_id, caption, row });
     }
-    Ok(Pairs { path: path.to_path_buf(), encoding: t.encoding, pairs, skipped })
+    Ok(Pairs { path: path.to_path_buf(), encoding: t.encoding, pairs, skipped, duplicates })
 }
 
 /// Quoted newlines and surrounding blanks carry no meaning in a caption.
@@ -215,12 +218,13 @@ mod tests {
         );
         let r = read_pairs(&p).unwrap();
         assert_eq!(r.encoding, Encoding::Utf8);
-        assert_eq!(r.pairs.len(), 2);
+        assert_eq!(r.pairs.len(), 3);
         assert_eq!(r.pairs[0].caption, "一只 狗");
-        assert_eq!(r.pairs[1].row, 4);
-        assert_eq!(r.skipped.len(), 2);
-        assert_eq!(r.skipped[0].reason, "duplicate (image_id, caption) row");
-        assert_eq!(r.skipped[1].row, 3);
+        assert_eq!(r.duplicates, 1);
+        assert_eq!(r.pairs[2].row, 4);
+        assert_eq!(r.skipped.len(), 1);
+        assert_eq!(r.skipped[0].reason, "empty caption");
+        assert_eq!(r.skipped[0].row, 3);
     }
 
     #[test]

@@ -37,6 +37,29 @@ pub struct TextFeatureConfig {
     /// Extra words for jieba's dictionary (e.g. domain terms), so they are kept whole.
     #[serde(default)]
     pub user_words: Vec<String>,
+    /// Append a TF-IDF bag of words / characters to the word2vec mean (None: word2vec only).
+    #[serde(default)]
+    pub bag: Option<BagConfig>,
+}
+
+/// A sparse-looking but dense-stored TF-IDF block: jieba words, single characters and character
+/// bigrams seen in at least `min_df` training captions. High-dimensional, so CCA gets far more
+/// directions on the text side than 100-d word2vec offers.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BagConfig {
+    pub words: bool,
+    pub chars: bool,
+    pub bigrams: bool,
+    pub min_df: u64,
+    pub max_terms: usize,
+    /// Weight of the word2vec mean next to the unit-length bag block (0 drops it).
+    pub w2v_weight: f32,
+}
+
+impl Default for BagConfig {
+    fn default() -> Self {
+        BagConfig { words: true, chars: true, bigrams: true, min_df: 2, max_terms: 8000, w2v_weight: 1.0 }
+    }
 }
 
 impl Default for TextFeatureConfig {
@@ -48,6 +71,7 @@ impl Default for TextFeatureConfig {
             remove_stopwords: true,
             char_fallback: true,
             user_words: Vec::new(),
+            bag: None,
         }
     }
 }
@@ -59,6 +83,9 @@ pub struct WordStats {
     pub total_tokens: u64,
     pub doc_freq: HashMap<String, u64>,
     pub term_freq: HashMap<String, u64>,
+    /// Bag terms and their IDF, in feature order (empty without a bag).
+    #[serde(default)]
+    pub bag_vocab: Vec<(String, f32)>,
 }
 
 /// Out-of-vocabulary report of one encoding run.
@@ -177,7 +204,76 @@ impl TextEncoder {
                 }
             }
         }
+        if let Some(bag) = &self.cfg.bag {
+            let mut df: HashMap<String, u64> = HashMap::new();
+            for c in captions {
+                let terms: HashSet<String> = self.bag_terms(c, bag).into_iter().collect();
+                for t in terms {
+                    *df.entry(t).or_default() += 1;
+                }
+            }
+            let mut terms: Vec<(String, u64)> = df.into_iter().filter(|(_, n)| *n >= bag.min_df).collect();
+            terms.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            terms.truncate(bag.max_terms);
+            let n = s.n_docs as f32;
+            s.bag_vocab = terms.into_iter().map(|(t, d)| (t, ((1.0 + n) / (1.0 + d as f32)).ln() + 1.0)).collect();
+        }
         self.stats = s;
+    }
+
+    /// Bag terms of a caption: `w:` jieba words, `c:` characters, `b:` character bigrams.
+    fn bag_terms(&self, caption: &str, bag: &BagConfig) -> Vec<String> {
+        let mut out = Vec::new();
+        if bag.words {
+            out.extend(self.tokenize(caption).into_iter().map(|w| format!("w:{w}")));
+        }
+        let chars: Vec<char> = caption.chars().filter(|c| c.is_alphanumeric()).collect();
+        if bag.chars {
+            out.extend(chars.iter().map(|c| format!("c:{c}")));
+        }
+        if bag.bigrams {
+            out.extend(chars.windows(2).map(|w| format!("b:{}{}", w[0], w[1])));
+        }
+        out
+    }
+
+    /// Feature dimension: word2vec (100) plus the bag's terms.
+    pub fn feature_dim(&self) -> usize {
+        self.dim() + self.stats.bag_vocab.len()
+    }
+
+    /// Encode captions into the full text feature (word2vec mean, then the bag if configured).
+    pub fn features(&self, captions: &[String]) -> (Array2<f32>, OovReport) {
+        let (w2v, rep) = self.encode(captions);
+        let Some(bag) = &self.cfg.bag else { return (w2v, rep) };
+        let index: HashMap<&str, usize> =
+            self.stats.bag_vocab.iter().enumerate().map(|(i, (t, _))| (t.as_str(), i)).collect();
+        let d = self.dim();
+        let mut out = Array2::<f32>::zeros((captions.len(), self.feature_dim()));
+        for (i, c) in captions.iter().enumerate() {
+            let mut row = out.row_mut(i);
+            row.slice_mut(ndarray::s![..d]).assign(&(&w2v.row(i) * bag.w2v_weight));
+            let mut tf: HashMap<usize, f32> = HashMap::new();
+            for t in self.bag_terms(c, bag) {
+                if let Some(&j) = index.get(t.as_str()) {
+                    *tf.entry(j).or_default() += 1.0;
+                }
+            }
+            let mut norm = 0.0f32;
+            let vals: Vec<(usize, f32)> = tf
+                .into_iter()
+                .map(|(j, n)| {
+                    let v = (1.0 + n.ln()) * self.stats.bag_vocab[j].1;
+                    norm += v * v;
+                    (j, v)
+                })
+                .collect();
+            let norm = norm.sqrt().max(1e-12);
+            for (j, v) in vals {
+                row[d + j] = v / norm;
+            }
+        }
+        (out, rep)
     }
 
     fn weight(&self, token: &str) -> f32 {

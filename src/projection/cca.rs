@@ -64,10 +64,7 @@ impl CcaParams {
         self.check(n, p, q)?;
         let mean_x = x.mean_axis(Axis(0)).expect("n >= 2");
         let mean_y = y.mean_axis(Axis(0)).expect("n >= 2");
-        let xc = x - &mean_x;
-        let yc = y - &mean_y;
-        let denom = (n - 1) as f64;
-        let cov = |a: &Array2<f64>, b: &Array2<f64>| a.t().dot(b) / denom;
+        use super::covariance::cross_covariance as cov;
         let ridge = |mut c: Array2<f64>, r: f64| {
             let mean_var = c.diag().sum() / c.nrows() as f64;
             // A floor keeps Cholesky defined when a feature is constant.
@@ -75,9 +72,9 @@ impl CcaParams {
             c.diag_mut().mapv_inplace(|v| v + add);
             c
         };
-        let cxx = ridge(cov(&xc, &xc), self.reg_x);
-        let cyy = ridge(cov(&yc, &yc), self.reg_y);
-        let cxy = cov(&xc, &yc);
+        let cxx = ridge(cov(x, x, &mean_x, &mean_x), self.reg_x);
+        let cyy = ridge(cov(y, y, &mean_y, &mean_y), self.reg_y);
+        let cxy = cov(x, y, &mean_x, &mean_y);
         let lx = cxx.cholesky(UPLO::Lower)?;
         let ly = cyy.cholesky(UPLO::Lower)?;
         let a = lx.solve_triangular(UPLO::Lower, Diag::NonUnit, &cxy)?; // Lx⁻¹ Cxy

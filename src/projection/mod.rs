@@ -1,5 +1,6 @@
 //! Learned linear maps from each modality into the shared space: optional PCA, then CCA.
 pub mod cca;
+pub mod covariance;
 pub mod pca;
 
 use crate::error::{Error, Result};
@@ -23,6 +24,8 @@ pub struct ProjectionParams {
     pub pca_image: usize,
     pub pca_text: usize,
     pub whiten: bool,
+    #[serde(default)]
+    pub pca_solver: pca::PcaSolver,
     pub cca: CcaParams,
     /// Scale canonical component k by correlation_k^power (Gong et al. 2014 use 4).
     pub power: f64,
@@ -35,6 +38,7 @@ impl Default for ProjectionParams {
             pca_image: 512,
             pca_text: 0,
             whiten: false,
+            pca_solver: pca::PcaSolver::Eigh,
             cca: CcaParams::new(96).reg(0.3, 0.01),
             power: 1.0,
         }
@@ -51,12 +55,12 @@ pub struct Projection {
     pub correlations: Vec<f64>,
 }
 
-fn side_pca(x: Array2<f64>, k: usize, whiten: bool) -> Result<(Array2<f64>, Array1<f64>, Option<Array2<f64>>)> {
+fn side_pca(x: Array2<f64>, k: usize, whiten: bool, solver: pca::PcaSolver) -> Result<(Array2<f64>, Array1<f64>, Option<Array2<f64>>)> {
     if k == 0 || k >= x.ncols() {
         let mean = x.mean_axis(Axis(0)).expect("non-empty");
         return Ok((x, mean, None));
     }
-    let p = pca::fit(&x, k, whiten)?;
+    let p = pca::fit(&x, k, whiten, solver)?;
     let z = p.transform(&x);
     Ok((z, p.mean, Some(p.components.t().to_owned())))
 }
@@ -75,9 +79,9 @@ impl ProjectionParams {
             Method::PcaCca => (self.pca_image, self.pca_text),
             Method::Cca => (0, 0),
         };
-        let (zx_img, mx, px) = side_pca(images.mapv(f64::from), kx, self.whiten)?;
+        let (zx_img, mx, px) = side_pca(images.mapv(f64::from), kx, self.whiten, self.pca_solver)?;
         let zx = zx_img.select(Axis(0), owner);
-        let (zy, my, py) = side_pca(texts.mapv(f64::from), ky, self.whiten)?;
+        let (zy, my, py) = side_pca(texts.mapv(f64::from), ky, self.whiten, self.pca_solver)?;
         let cca = self.cca.fit(&zx, &zy)?;
         // Fold PCA and CCA into one matrix per side. PCA outputs of the training rows are centred
         // (their mean is zero up to rounding), so the PCA mean is the only offset needed.

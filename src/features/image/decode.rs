@@ -32,8 +32,12 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| DecodeError::Io(e.to_string()))?;
-    if reader.format().is_none() {
-        return Err(DecodeError::UnknownFormat);
+    match reader.format() {
+        None => return Err(DecodeError::UnknownFormat),
+        Some(image::ImageFormat::Jpeg) if !jpeg_has_end(bytes) => {
+            return Err(DecodeError::Corrupt("JPEG data ends before its end-of-image marker".into()))
+        }
+        _ => {}
     }
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
@@ -58,6 +62,13 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
     let mut img = DynamicImage::from_decoder(decoder).map_err(classify)?;
     img.apply_orientation(orientation);
     Ok(flatten_to_rgb(img))
+}
+
+/// The JPEG decoder fills a cut-off scan with grey instead of failing; a whole file has an EOI
+/// marker (FF D9) after its first scan (FF DA), which cannot occur inside entropy-coded data.
+fn jpeg_has_end(bytes: &[u8]) -> bool {
+    let Some(sos) = bytes.windows(2).position(|w| w == [0xFF, 0xDA]) else { return false };
+    bytes[sos..].windows(2).any(|w| w == [0xFF, 0xD9])
 }
 
 /// Transparent pixels are composited on white: a logo on a transparent background looks like it

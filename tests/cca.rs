@@ -1,0 +1,97 @@
+//! Closed-form CCA against reference values from scikit-learn and numpy.
+//! The numbers come from `python3 tests/reference/cca_reference.py` (numpy 2, scikit-learn 1.x,
+//! `CCA(n_components=2, scale=False, max_iter=10000, tol=1e-12)`), on data defined by formulas.
+use ndarray::{Array2, Axis};
+use tuwen::projection::CcaParams;
+
+fn data() -> (Array2<f64>, Array2<f64>) {
+    let (n, p, q) = (40, 4, 3);
+    let x = Array2::from_shape_fn((n, p), |(i, j)| (0.37 * i as f64 * (j as f64 + 1.0) + j as f64).sin());
+    let z = Array2::from_shape_fn((n, q), |(i, j)| (0.23 * i as f64 * (j as f64 + 2.0)).cos());
+    let y = Array2::from_shape_fn((n, q), |(i, j)| match j {
+        0 => x[[i, 0]] + 0.5 * z[[i, 0]],
+        1 => x[[i, 1]] - x[[i, 2]] + 0.3 * z[[i, 1]],
+        _ => z[[i, 2]] + 0.2 * x[[i, 3]],
+    });
+    (x, y)
+}
+
+const TOL: f64 = 1e-6;
+
+#[test]
+fn canonical_correlations_match_sklearn_and_numpy() {
+    let (x, y) = data();
+    let cca = CcaParams::new(3).fit(&x, &y).unwrap();
+    // sklearn (NIPALS): 0.99373856, 0.86773649; numpy closed form adds the third, 0.17116031.
+    let expect = [0.99373856, 0.86773649, 0.17116031];
+    for (c, e) in cca.correlations.iter().zip(expect) {
+        assert!((c - e).abs() < TOL, "correlation {c} vs reference {e}");
+    }
+    // The projected columns really have these correlations.
+    let (px, py) = (cca.transform_x(&x), cca.transform_y(&y));
+    for k in 0..3 {
+        let (a, b) = (px.column(k), py.column(k));
+        let r = a.dot(&b) / (a.dot(&a) * b.dot(&b)).sqrt();
+        assert!((r - expect[k]).abs() < TOL, "component {k}: empirical {r}");
+    }
+    // Unit variance and uncorrelated within a side: Wxᵀ Cxx Wx = I.
+    let cov = px.t().dot(&px) / (x.nrows() - 1) as f64;
+    for i in 0..3 {
+        for j in 0..3 {
+            let e = if i == j { 1.0 } else { 0.0 };
+            assert!((cov[[i, j]] - e).abs() < 1e-6, "cov[{i},{j}] = {}", cov[[i, j]]);
+        }
+    }
+}
+
+#[test]
+fn first_direction_is_parallel_to_sklearn_rotation() {
+    let (x, y) = data();
+    let cca = CcaParams::new(2).fit(&x, &y).unwrap();
+    let sk = [-0.03573934, 0.77255355, -0.63393651, 0.00286536];
+    let w = cca.wx.column(0);
+    let cos = w.iter().zip(sk).map(|(a, b)| a * b).sum::<f64>() / (w.dot(&w).sqrt() * sk.iter().map(|v| v * v).sum::<f64>().sqrt());
+    assert!(cos.abs() > 1.0 - 1e-6, "cosine to sklearn's x_rotations_[:,0] is {cos}");
+}
+
+#[test]
+fn ridge_matches_reference_and_shrinks_correlations() {
+    let (x, y) = data();
+    let cca = CcaParams::new(3).reg(0.1, 0.1).fit(&x, &y).unwrap();
+    let expect = [0.92463309, 0.75412124, 0.15147751];
+    for (c, e) in cca.correlations.iter().zip(expect) {
+        assert!((c - e).abs() < TOL, "ridge correlation {c} vs reference {e}");
+    }
+}
+
+#[test]
+fn bad_parameters_are_clear_errors() {
+    let (x, y) = data();
+    let e = CcaParams::new(4).fit(&x, &y).unwrap_err().to_string();
+    assert!(e.contains("1..=3"), "{e}");
+    let e = CcaParams::new(2).reg(-1.0, 0.0).fit(&x, &y).unwrap_err().to_string();
+    assert!(e.contains(">= 0"), "{e}");
+    let e = CcaParams::new(2).fit(&x, &y.select(Axis(0), &[0, 1, 2])).unwrap_err().to_string();
+    assert!(e.contains("rows"), "{e}");
+}
+
+#[test]
+fn pca_then_cca_projection_recovers_pairs() {
+    use tuwen::projection::{Method, ProjectionParams};
+    // 30 "images" in 6-d, two noisy "captions" each in 5-d that are a linear view of the image.
+    let n = 30;
+    let img = Array2::from_shape_fn((n, 6), |(i, j)| (((i * 2654435761usize + j * 40503) % 1000) as f32 / 1000.0 - 0.5) * (6 - j) as f32);
+    let owner: Vec<usize> = (0..2 * n).map(|t| t / 2).collect();
+    let txt = Array2::from_shape_fn((2 * n, 5), |(t, j)| {
+        let i = t / 2;
+        img[[i, j]] - 0.5 * img[[i, (j + 1) % 6]] + 0.05 * ((t * 13 + j) as f32).cos()
+    });
+    for method in [Method::PcaCca, Method::Cca] {
+        let params = ProjectionParams { method, pca_image: 5, pca_text: 4, whiten: false, pca_solver: Default::default(), cca: CcaParams::new(4).reg(0.01, 0.01), power: 1.0 };
+        let p = params.fit(img.view(), &owner, txt.view()).unwrap();
+        let (pi, pt) = (p.project_images(img.view()), p.project_texts(txt.view()));
+        let sim = pt.dot(&pi.t());
+        let r = tuwen::retrieval::metrics::evaluate(sim.view(), &owner);
+        assert!(r.t2i.r1 > 80.0, "{method:?}: text→image R@1 {}", r.t2i.r1);
+    }
+}
