@@ -6,7 +6,9 @@ use std::path::Path;
 
 /// If `path`'s folder has a SHA256SUMS that lists the file, its content must match.
 pub fn verify_checksum(path: &Path) -> Result<()> {
-    let Some(expected) = listed_checksum(path) else { return Ok(()) };
+    let Some(expected) = listed_checksum(path) else {
+        return Ok(());
+    };
     let actual = sha256_file(path)?;
     if actual != expected {
         return Err(Error::asset(

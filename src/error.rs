@@ -10,7 +10,11 @@ pub enum Error {
         source: std::io::Error,
     },
     #[error("{path}: row {row}: {msg}")]
-    Row { path: PathBuf, row: usize, msg: String },
+    Row {
+        path: PathBuf,
+        row: usize,
+        msg: String,
+    },
     #[error("{path}: {msg}")]
     File { path: PathBuf, msg: String },
     #[error("{path}: {msg}; run `bash scripts/setup.sh` to (re)fetch the pretrained assets")]
@@ -31,16 +35,29 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
     pub fn file(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
-        Error::File { path: path.into(), msg: msg.into() }
+        Error::File {
+            path: path.into(),
+            msg: msg.into(),
+        }
     }
     pub fn row(path: impl Into<PathBuf>, row: usize, msg: impl Into<String>) -> Self {
-        Error::Row { path: path.into(), row, msg: msg.into() }
+        Error::Row {
+            path: path.into(),
+            row,
+            msg: msg.into(),
+        }
     }
     pub fn asset(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
-        Error::Asset { path: path.into(), msg: msg.into() }
+        Error::Asset {
+            path: path.into(),
+            msg: msg.into(),
+        }
     }
 }
 

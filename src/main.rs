@@ -10,7 +10,11 @@ use tuwen::pipeline;
 use tuwen::projection::{CcaParams, Method, ProjectionParams};
 
 #[derive(Parser)]
-#[command(name = "tuwen", version, about = "图文: Chinese image-text retrieval (Teddy Cup 2024 B) with CNN + word2vec features and a PCA + CCA shared space")]
+#[command(
+    name = "tuwen",
+    version,
+    about = "图文: Chinese image-text retrieval (Teddy Cup 2024 B) with CNN + word2vec features and a PCA + CCA shared space"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -28,6 +32,8 @@ enum Cmd {
     Rank(RankCmd),
     /// Generate a small synthetic data set and run fit → rank → eval on it (no data needed).
     Demo(DemoCmd),
+    /// Rank Teddy folders and write an HTML result sheet (thumbnails embedded) beside the result files.
+    Report(ReportCmd),
     /// Split a pairs CSV by image into train/held-out files (seeded), optionally laid out as 附件2/附件3.
     Split(SplitCmd),
 }
@@ -75,7 +81,11 @@ impl RunArgs {
         ExtractOptions {
             batch_size: self.batch_size,
             shard_size: self.shard_size,
-            cache_dir: if self.no_cache { None } else { Some(self.cache.clone().unwrap_or_else(image::default_cache_dir)) },
+            cache_dir: if self.no_cache {
+                None
+            } else {
+                Some(self.cache.clone().unwrap_or_else(image::default_cache_dir))
+            },
             weights,
             progress: !self.quiet,
             ..Default::default()
@@ -153,6 +163,9 @@ struct FitCmd {
     image: ImageArgs,
     #[command(flatten)]
     text: TextArgs,
+    /// Normalise image features before the learned map.
+    #[arg(long, value_enum, default_value = "none")]
+    image_norm: tuwen::projection::ImageNorm,
     /// pca-cca: PCA per side then CCA; cca: CCA on the raw features.
     #[arg(long, value_enum, default_value = "pca-cca")]
     method: Method,
@@ -256,6 +269,23 @@ struct DemoCmd {
 }
 
 #[derive(Args)]
+struct ReportCmd {
+    #[arg(long)]
+    model: PathBuf,
+    /// Teddy folders (附件2 and/or 附件3 layout); a truth.csv beside them marks true matches.
+    #[arg(long = "teddy-dir", required = true)]
+    teddy_dirs: Vec<PathBuf>,
+    /// The HTML file to write (result1.csv / result2.csv go beside it).
+    #[arg(long, default_value = "report.html")]
+    out: PathBuf,
+    /// Queries shown per task.
+    #[arg(long, default_value_t = 12)]
+    n: usize,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Args)]
 struct SplitCmd {
     #[arg(long)]
     pairs: PathBuf,
@@ -284,11 +314,16 @@ fn main() -> Result<()> {
         Cmd::Rank(c) => rank(c),
         Cmd::Demo(c) => demo(c),
         Cmd::Split(c) => split(c),
+        Cmd::Report(c) => report(c),
     }
 }
 
 fn image_config(a: &ImageArgs) -> ImageFeatureConfig {
-    ImageFeatureConfig { backbone: a.backbone, pooling: a.pooling, flip: a.flip }
+    ImageFeatureConfig {
+        backbone: a.backbone,
+        pooling: a.pooling,
+        flip: a.flip,
+    }
 }
 
 fn report_skips(skips: &[tuwen::data::Skip], list: Option<&Path>) -> Result<()> {
@@ -320,9 +355,19 @@ fn extract(c: ExtractCmd) -> Result<()> {
     let t = tuwen::data::read_table(&c.pairs)?;
     let col = t.column("image_id")?;
     let mut seen = std::collections::HashSet::new();
-    let ids: Vec<String> = t.rows.iter().map(|r| r[col].trim().to_string()).filter(|id| seen.insert(id.clone())).collect();
+    let ids: Vec<String> = t
+        .rows
+        .iter()
+        .map(|r| r[col].trim().to_string())
+        .filter(|id| seen.insert(id.clone()))
+        .collect();
     let cfg = image_config(&c.image);
-    let f = image::extract(&ids, &c.images, &cfg, &c.run.extract_options(c.image.weights.clone()))?;
+    let f = image::extract(
+        &ids,
+        &c.images,
+        &cfg,
+        &c.run.extract_options(c.image.weights.clone()),
+    )?;
     let s = &f.stats;
     println!(
         "{} images: {} computed ({:.2} images/s), {} from cache, {} skipped; {:.1} s; features {}-d ({})",
@@ -333,9 +378,21 @@ fn extract(c: ExtractCmd) -> Result<()> {
 
 fn fit(c: FitCmd) -> Result<()> {
     let sets: Vec<(PathBuf, PathBuf)> = match c.images.len() {
-        1 => c.pairs.iter().map(|p| (p.clone(), c.images[0].clone())).collect(),
-        n if n == c.pairs.len() => c.pairs.iter().cloned().zip(c.images.iter().cloned()).collect(),
-        n => bail!("{n} --images for {} --pairs: give one, or one per --pairs", c.pairs.len()),
+        1 => c
+            .pairs
+            .iter()
+            .map(|p| (p.clone(), c.images[0].clone()))
+            .collect(),
+        n if n == c.pairs.len() => c
+            .pairs
+            .iter()
+            .cloned()
+            .zip(c.images.iter().cloned())
+            .collect(),
+        n => bail!(
+            "{n} --images for {} --pairs: give one, or one per --pairs",
+            c.pairs.len()
+        ),
     };
     let opts = pipeline::FitOptions {
         sets,
@@ -346,7 +403,7 @@ fn fit(c: FitCmd) -> Result<()> {
             remove_stopwords: !c.text.keep_stopwords,
             char_fallback: !c.text.no_char_fallback,
             user_words: c.text.user_words.clone(),
-            bag: c.text.bag.then(|| tuwen::features::text::BagConfig {
+            bag: c.text.bag.then_some(tuwen::features::text::BagConfig {
                 words: !c.text.bag_no_words,
                 chars: !c.text.bag_no_chars,
                 bigrams: !c.text.bag_no_bigrams,
@@ -357,6 +414,7 @@ fn fit(c: FitCmd) -> Result<()> {
             ..Default::default()
         },
         projection: ProjectionParams {
+            image_norm: c.image_norm,
             method: c.method,
             pca_image: c.pca_image,
             pca_text: c.pca_text,
@@ -369,7 +427,9 @@ fn fit(c: FitCmd) -> Result<()> {
         vectors: c.text.vectors.clone(),
     };
     let (model, rep) = pipeline::fit(&opts)?;
-    model.save(&c.out).with_context(|| format!("saving the model to {}", c.out.display()))?;
+    model
+        .save(&c.out)
+        .with_context(|| format!("saving the model to {}", c.out.display()))?;
     for e in &rep.extract {
         eprintln!(
             "images: {} computed ({:.2}/s), {} from cache, {} skipped",
@@ -377,7 +437,12 @@ fn fit(c: FitCmd) -> Result<()> {
         );
     }
     eprintln!("captions: {}", rep.oov.summary());
-    let top: Vec<String> = rep.correlations.iter().take(5).map(|c| format!("{c:.3}")).collect();
+    let top: Vec<String> = rep
+        .correlations
+        .iter()
+        .take(5)
+        .map(|c| format!("{c:.3}"))
+        .collect();
     println!(
         "fitted on {} pairs / {} images in {:.1} s; canonical correlations {} …; model in {}",
         rep.pairs_used,
@@ -397,10 +462,16 @@ fn eval(c: EvalCmd) -> Result<()> {
     if c.json {
         println!("{}", serde_json::to_string(r)?);
     } else {
-        println!("{} images × {} captions ({:.1} s)", r.n_images, r.n_texts, out.seconds);
+        println!(
+            "{} images × {} captions ({:.1} s)",
+            r.n_images, r.n_texts, out.seconds
+        );
         println!("              R@1    R@5   R@10   medr");
         for (name, x) in [("image→text", &r.i2t), ("text→image", &r.t2i)] {
-            println!("{name:<11} {:6.1} {:6.1} {:6.1} {:6.1}", x.r1, x.r5, x.r10, x.medr);
+            println!(
+                "{name:<11} {:6.1} {:6.1} {:6.1} {:6.1}",
+                x.r1, x.r5, x.r10, x.medr
+            );
         }
         println!("mean recall {:.1}", r.mean_recall());
     }
@@ -442,15 +513,27 @@ fn rank(c: RankCmd) -> Result<()> {
         } else {
             pipeline::rank_task2(&model, &q, &g, &dir, &out, &ex, c.vectors.as_deref())?
         };
-        println!("task {task}: {} queries × {} gallery items → {} ({:.1} s)", r.queries, r.gallery, r.path.display(), r.seconds);
+        println!(
+            "task {task}: {} queries × {} gallery items → {} ({:.1} s)",
+            r.queries,
+            r.gallery,
+            r.path.display(),
+            r.seconds
+        );
         if !r.failed_queries.is_empty() {
-            eprintln!("task {task}: {} query images could not be read and have no results:", r.failed_queries.len());
+            eprintln!(
+                "task {task}: {} query images could not be read and have no results:",
+                r.failed_queries.len()
+            );
             for s in &r.failed_queries {
                 eprintln!("  {}: {}", s.id, s.reason);
             }
         }
         if !r.failed_gallery.is_empty() {
-            eprintln!("task {task}: {} gallery images could not be read and are never returned", r.failed_gallery.len());
+            eprintln!(
+                "task {task}: {} gallery images could not be read and are never returned",
+                r.failed_gallery.len()
+            );
         }
         skips.extend(r.failed_queries);
         skips.extend(r.failed_gallery);
@@ -459,26 +542,60 @@ fn rank(c: RankCmd) -> Result<()> {
 }
 
 fn demo(c: DemoCmd) -> Result<()> {
-    let data = tuwen::data::synthetic::generate(&c.dir.join("data"), c.train_images, c.val_images, 7)?;
-    println!("generated {} + {} images under {}", c.train_images, c.val_images, data.root.display());
+    let data =
+        tuwen::data::synthetic::generate(&c.dir.join("data"), c.train_images, c.val_images, 7)?;
+    println!(
+        "generated {} + {} images under {}",
+        c.train_images,
+        c.val_images,
+        data.root.display()
+    );
     let ex = c.run.extract_options(None);
     let opts = pipeline::FitOptions {
         sets: vec![(data.train_pairs.clone(), data.images.clone())],
-        image: ImageFeatureConfig { backbone: c.backbone, pooling: Pooling::Avg, flip: false },
+        image: ImageFeatureConfig {
+            backbone: c.backbone,
+            pooling: Pooling::Avg,
+            flip: false,
+        },
         text: TextFeatureConfig::default(),
-        projection: ProjectionParams { pca_image: 64, cca: CcaParams::new(16).reg(0.3, 0.1), ..Default::default() },
+        projection: ProjectionParams {
+            pca_image: 64,
+            cca: CcaParams::new(16).reg(0.3, 0.1),
+            ..Default::default()
+        },
         extract: ex.clone(),
         vectors: None,
     };
     let (model, rep) = pipeline::fit(&opts)?;
     let model_dir = c.dir.join("model");
     model.save(&model_dir)?;
-    println!("fit: {} pairs, model in {}", rep.pairs_used, model_dir.display());
+    println!(
+        "fit: {} pairs, model in {}",
+        rep.pairs_used,
+        model_dir.display()
+    );
     let val = tuwen::data::read_pairs(&data.val_pairs)?;
     let (d2, d3) = (c.dir.join("附件2"), c.dir.join("附件3"));
     pipeline::layout_teddy(&val.pairs, &data.images, &d2, &d3)?;
-    let r1 = pipeline::rank_task1(&model, &d2.join("word_test.csv"), &d2.join("image_data.csv"), &d2.join("ImageData"), &c.dir.join("result1.csv"), &ex, None)?;
-    let r2 = pipeline::rank_task2(&model, &d3.join("image_test.csv"), &d3.join("word_data.csv"), &d3.join("ImageData"), &c.dir.join("result2.csv"), &ex, None)?;
+    let r1 = pipeline::rank_task1(
+        &model,
+        &d2.join("word_test.csv"),
+        &d2.join("image_data.csv"),
+        &d2.join("ImageData"),
+        &c.dir.join("result1.csv"),
+        &ex,
+        None,
+    )?;
+    let r2 = pipeline::rank_task2(
+        &model,
+        &d3.join("image_test.csv"),
+        &d3.join("word_data.csv"),
+        &d3.join("ImageData"),
+        &c.dir.join("result2.csv"),
+        &ex,
+        None,
+    )?;
     println!("rank: {} and {}", r1.path.display(), r2.path.display());
     let e = pipeline::evaluate(&model, &data.val_pairs, &data.images, &ex, None)?;
     let r = &e.report;
@@ -493,13 +610,34 @@ fn demo(c: DemoCmd) -> Result<()> {
     Ok(())
 }
 
+fn report(c: ReportCmd) -> Result<()> {
+    let model = Model::load(&c.model, None)?;
+    let ex = c.run.extract_options(None);
+    let outs = pipeline::teddy_report(&model, &c.teddy_dirs, &c.out, c.n, &ex, None)?;
+    for r in &outs {
+        println!(
+            "task {}: {} queries → {}",
+            r.task,
+            r.queries,
+            r.path.display()
+        );
+    }
+    println!("report: {}", c.out.display());
+    Ok(())
+}
+
 fn split(c: SplitCmd) -> Result<()> {
     use rand::seq::SliceRandom;
     use rand::SeedableRng;
     let p = tuwen::data::read_pairs(&c.pairs)?;
     let (ids, owner) = tuwen::data::group_images(&p.pairs);
     if c.held_out >= ids.len() {
-        bail!("--held-out {} must be below the {} images of {}", c.held_out, ids.len(), c.pairs.display());
+        bail!(
+            "--held-out {} must be below the {} images of {}",
+            c.held_out,
+            ids.len(),
+            c.pairs.display()
+        );
     }
     let mut order: Vec<usize> = (0..ids.len()).collect();
     order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(c.seed));
@@ -520,11 +658,26 @@ fn split(c: SplitCmd) -> Result<()> {
     }
     tr.flush()?;
     ho.flush()?;
-    println!("{} images held out (seed {}), {} kept for training → {}", c.held_out, c.seed, ids.len() - c.held_out, c.out.display());
+    println!(
+        "{} images held out (seed {}), {} kept for training → {}",
+        c.held_out,
+        c.seed,
+        ids.len() - c.held_out,
+        c.out.display()
+    );
     if c.teddy_layout {
         let images = c.images.context("--teddy-layout needs --images")?;
-        pipeline::layout_teddy(&held_pairs, &images, &c.out.join("附件2"), &c.out.join("附件3"))?;
-        println!("laid out as {} and {}", c.out.join("附件2").display(), c.out.join("附件3").display());
+        pipeline::layout_teddy(
+            &held_pairs,
+            &images,
+            &c.out.join("附件2"),
+            &c.out.join("附件3"),
+        )?;
+        println!(
+            "laid out as {} and {}",
+            c.out.join("附件2").display(),
+            c.out.join("附件3").display()
+        );
     }
     Ok(())
 }

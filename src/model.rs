@@ -60,10 +60,26 @@ impl Model {
         let p = &self.projection;
         let corr: Vec<f32> = p.correlations.iter().map(|&c| c as f32).collect();
         let blobs = [
-            ("image_mean", bytes(p.image_mean.as_slice().unwrap()), vec![p.image_mean.len()]),
-            ("image_proj", bytes(p.image_proj.as_standard_layout().as_slice().unwrap()), p.image_proj.shape().to_vec()),
-            ("text_mean", bytes(p.text_mean.as_slice().unwrap()), vec![p.text_mean.len()]),
-            ("text_proj", bytes(p.text_proj.as_standard_layout().as_slice().unwrap()), p.text_proj.shape().to_vec()),
+            (
+                "image_mean",
+                bytes(p.image_mean.as_slice().unwrap()),
+                vec![p.image_mean.len()],
+            ),
+            (
+                "image_proj",
+                bytes(p.image_proj.as_standard_layout().as_slice().unwrap()),
+                p.image_proj.shape().to_vec(),
+            ),
+            (
+                "text_mean",
+                bytes(p.text_mean.as_slice().unwrap()),
+                vec![p.text_mean.len()],
+            ),
+            (
+                "text_proj",
+                bytes(p.text_proj.as_standard_layout().as_slice().unwrap()),
+                p.text_proj.shape().to_vec(),
+            ),
             ("correlations", bytes(&corr), vec![corr.len()]),
         ];
         let views = blobs
@@ -83,10 +99,13 @@ impl Model {
     pub fn load(dir: &Path, backbone: Option<BackboneKind>) -> Result<Model> {
         let cfg_path = dir.join("config.json");
         let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
-        let config: ModelConfig =
-            serde_json::from_str(&text).map_err(|e| Error::file(&cfg_path, format!("invalid model config: {e}")))?;
+        let config: ModelConfig = serde_json::from_str(&text)
+            .map_err(|e| Error::file(&cfg_path, format!("invalid model config: {e}")))?;
         if config.format != FORMAT {
-            return Err(Error::file(&cfg_path, format!("model format {} (this tuwen reads {FORMAT})", config.format)));
+            return Err(Error::file(
+                &cfg_path,
+                format!("model format {} (this tuwen reads {FORMAT})", config.format),
+            ));
         }
         if let Some(b) = backbone {
             if b != config.image.backbone {
@@ -100,18 +119,27 @@ impl Model {
         }
         let st_path = dir.join("projection.safetensors");
         let raw = std::fs::read(&st_path).map_err(|e| Error::io(&st_path, e))?;
-        let st = SafeTensors::deserialize(&raw).map_err(|e| Error::file(&st_path, e.to_string()))?;
+        let st =
+            SafeTensors::deserialize(&raw).map_err(|e| Error::file(&st_path, e.to_string()))?;
         let get = |name: &str| -> Result<(Vec<usize>, Vec<f32>)> {
-            let t = st.tensor(name).map_err(|e| Error::file(&st_path, format!("{name}: {e}")))?;
-            let v = t.data().chunks(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            let t = st
+                .tensor(name)
+                .map_err(|e| Error::file(&st_path, format!("{name}: {e}")))?;
+            let v = t
+                .data()
+                .chunks(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
             Ok((t.shape().to_vec(), v))
         };
         let arr1 = |name: &str| -> Result<Array1<f32>> { Ok(Array1::from(get(name)?.1)) };
         let arr2 = |name: &str| -> Result<Array2<f32>> {
             let (s, v) = get(name)?;
-            Array2::from_shape_vec((s[0], s[1]), v).map_err(|e| Error::file(&st_path, format!("{name}: {e}")))
+            Array2::from_shape_vec((s[0], s[1]), v)
+                .map_err(|e| Error::file(&st_path, format!("{name}: {e}")))
         };
         let projection = Projection {
+            image_norm: config.projection.image_norm,
             image_mean: arr1("image_mean")?,
             image_proj: arr2("image_proj")?,
             text_mean: arr1("text_mean")?,
@@ -120,14 +148,22 @@ impl Model {
         };
         let ws_path = dir.join("word_stats.json");
         let ws = std::fs::read(&ws_path).map_err(|e| Error::io(&ws_path, e))?;
-        let word_stats = serde_json::from_slice(&ws).map_err(|e| Error::file(&ws_path, e.to_string()))?;
-        Ok(Model { config, projection, word_stats })
+        let word_stats =
+            serde_json::from_slice(&ws).map_err(|e| Error::file(&ws_path, e.to_string()))?;
+        Ok(Model {
+            config,
+            projection,
+            word_stats,
+        })
     }
 }
 
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     use std::io::Write;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
     tmp.write_all(data).map_err(|e| Error::io(path, e))?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;

@@ -24,7 +24,11 @@ struct PairsFeatures {
     extract: Vec<ExtractStats>,
 }
 
-fn load_pairs_features(sets: &[(PathBuf, PathBuf)], cfg: &ImageFeatureConfig, ex: &ExtractOptions) -> Result<PairsFeatures> {
+fn load_pairs_features(
+    sets: &[(PathBuf, PathBuf)],
+    cfg: &ImageFeatureConfig,
+    ex: &ExtractOptions,
+) -> Result<PairsFeatures> {
     let mut images: Vec<Array2<f32>> = Vec::new();
     let mut image_keys = Vec::new();
     let mut captions = Vec::new();
@@ -61,7 +65,13 @@ fn load_pairs_features(sets: &[(PathBuf, PathBuf)], cfg: &ImageFeatureConfig, ex
                     file: csv.display().to_string(),
                     row: pair.row,
                     id: pair.image_id.clone(),
-                    reason: format!("image unusable: {}", failed.get(pair.image_id.as_str()).map(|s| s.reason.as_str()).unwrap_or("?")),
+                    reason: format!(
+                        "image unusable: {}",
+                        failed
+                            .get(pair.image_id.as_str())
+                            .map(|s| s.reason.as_str())
+                            .unwrap_or("?")
+                    ),
                 }),
             }
         }
@@ -69,7 +79,14 @@ fn load_pairs_features(sets: &[(PathBuf, PathBuf)], cfg: &ImageFeatureConfig, ex
     }
     let views: Vec<_> = images.iter().map(|a| a.view()).collect();
     let images = ndarray::concatenate(Axis(0), &views).map_err(|e| Error::Model(e.to_string()))?;
-    Ok(PairsFeatures { images, image_keys, captions, owner, skipped, extract })
+    Ok(PairsFeatures {
+        images,
+        image_keys,
+        captions,
+        owner,
+        skipped,
+        extract,
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -118,22 +135,34 @@ pub fn fit(opts: &FitOptions) -> Result<(Model, FitReport)> {
     let texts = texts.select(Axis(0), &keep);
     let owner: Vec<usize> = keep.iter().map(|&i| pf.owner[i]).collect();
     let t0 = Instant::now();
-    let projection = opts.projection.fit(pf.images.view(), &owner, texts.view())?;
+    let projection = opts
+        .projection
+        .fit(pf.images.view(), &owner, texts.view())?;
     let fit_seconds = t0.elapsed().as_secs_f64();
-    let vectors_meta = std::fs::metadata(&enc.vectors_path).map_err(|e| Error::io(&enc.vectors_path, e))?;
+    let vectors_meta =
+        std::fs::metadata(&enc.vectors_path).map_err(|e| Error::io(&enc.vectors_path, e))?;
     let config = ModelConfig {
         format: FORMAT,
         image: opts.image,
         text: opts.text.clone(),
         projection: opts.projection.clone(),
         word_vectors: WordVectorsInfo {
-            file: enc.vectors_path.file_name().unwrap_or_default().to_string_lossy().into_owned(),
+            file: enc
+                .vectors_path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
             size_bytes: vectors_meta.len(),
             vocab: enc.vocab_len(),
             dim: enc.dim(),
         },
         train: TrainInfo {
-            pairs_files: opts.sets.iter().map(|s| s.0.display().to_string()).collect(),
+            pairs_files: opts
+                .sets
+                .iter()
+                .map(|s| s.0.display().to_string())
+                .collect(),
             pairs_used: owner.len(),
             images_used: pf.images.nrows(),
             pairs_skipped: skipped.len(),
@@ -151,7 +180,14 @@ pub fn fit(opts: &FitOptions) -> Result<(Model, FitReport)> {
         correlations: projection.correlations.clone(),
         fit_seconds,
     };
-    Ok((Model { config, projection, word_stats: enc.stats().clone() }, report))
+    Ok((
+        Model {
+            config,
+            projection,
+            word_stats: enc.stats().clone(),
+        },
+        report,
+    ))
 }
 
 /// Text encoder matching a fitted model (same vectors file, config and training statistics).
@@ -183,16 +219,32 @@ pub struct EvalOutput {
 }
 
 /// Evaluate on held-out pairs: every caption against every usable image of the set.
-pub fn evaluate(model: &Model, pairs: &Path, images: &Path, ex: &ExtractOptions, vectors: Option<&Path>) -> Result<EvalOutput> {
+pub fn evaluate(
+    model: &Model,
+    pairs: &Path,
+    images: &Path,
+    ex: &ExtractOptions,
+    vectors: Option<&Path>,
+) -> Result<EvalOutput> {
     let t0 = Instant::now();
-    let pf = load_pairs_features(&[(pairs.to_path_buf(), images.to_path_buf())], &model.config.image, ex)?;
+    let pf = load_pairs_features(
+        &[(pairs.to_path_buf(), images.to_path_buf())],
+        &model.config.image,
+        ex,
+    )?;
     let enc = model_text_encoder(model, vectors)?;
     let (texts, oov) = enc.features(&pf.captions);
     let img = model.projection.project_images(pf.images.view());
     let txt = model.projection.project_texts(texts.view());
     let sim = txt.dot(&img.t());
     let report = metrics::evaluate(sim.view(), &pf.owner);
-    Ok(EvalOutput { report, skipped: pf.skipped, oov, extract: pf.extract, seconds: t0.elapsed().as_secs_f64() })
+    Ok(EvalOutput {
+        report,
+        skipped: pf.skipped,
+        oov,
+        extract: pf.extract,
+        seconds: t0.elapsed().as_secs_f64(),
+    })
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -213,7 +265,15 @@ pub struct RankOutput {
 }
 
 /// Task 1: captions of `word_test.csv` against the images of `image_data.csv`.
-pub fn rank_task1(model: &Model, word_test: &Path, image_data: &Path, images: &Path, out: &Path, ex: &ExtractOptions, vectors: Option<&Path>) -> Result<RankOutput> {
+pub fn rank_task1(
+    model: &Model,
+    word_test: &Path,
+    image_data: &Path,
+    images: &Path,
+    out: &Path,
+    ex: &ExtractOptions,
+    vectors: Option<&Path>,
+) -> Result<RankOutput> {
     let t0 = Instant::now();
     let q = data::read_ids(word_test, "text_id", true)?;
     let g = data::read_ids(image_data, "image_id", false)?;
@@ -222,12 +282,29 @@ pub fn rank_task1(model: &Model, word_test: &Path, image_data: &Path, images: &P
     let f = image::extract(&g.ids, images, &model.config.image, ex)?;
     let keep: Vec<usize> = (0..g.ids.len()).filter(|&i| f.ok[i]).collect();
     let gallery_ids: Vec<String> = keep.iter().map(|&i| g.ids[i].clone()).collect();
-    let gi = model.projection.project_images(f.features.select(Axis(0), &keep).view());
+    let gi = model
+        .projection
+        .project_images(f.features.select(Axis(0), &keep).view());
     let qt = model.projection.project_texts(tf.view());
     let top = rank::top_k(qt.view(), gi.view(), out_csv::TOP);
-    let results: Vec<Vec<String>> = top.iter().map(|r| r.iter().map(|&(j, _)| gallery_ids[j].clone()).collect()).collect();
+    let results: Vec<Vec<String>> = top
+        .iter()
+        .map(|r| r.iter().map(|&(j, _)| gallery_ids[j].clone()).collect())
+        .collect();
     out_csv::write_results(out, Task::TextToImage, &q.ids, &results, &gallery_ids)?;
-    let top = q.ids.iter().zip(&top).map(|(id, r)| (id.clone(), r.iter().map(|&(j, s)| (gallery_ids[j].clone(), s)).collect())).collect();
+    let top = q
+        .ids
+        .iter()
+        .zip(&top)
+        .map(|(id, r)| {
+            (
+                id.clone(),
+                r.iter()
+                    .map(|&(j, s)| (gallery_ids[j].clone(), s))
+                    .collect(),
+            )
+        })
+        .collect();
     Ok(RankOutput {
         task: 1,
         path: out.to_path_buf(),
@@ -242,7 +319,15 @@ pub fn rank_task1(model: &Model, word_test: &Path, image_data: &Path, images: &P
 }
 
 /// Task 2: images of `image_test.csv` against the captions of `word_data.csv`.
-pub fn rank_task2(model: &Model, image_test: &Path, word_data: &Path, images: &Path, out: &Path, ex: &ExtractOptions, vectors: Option<&Path>) -> Result<RankOutput> {
+pub fn rank_task2(
+    model: &Model,
+    image_test: &Path,
+    word_data: &Path,
+    images: &Path,
+    out: &Path,
+    ex: &ExtractOptions,
+    vectors: Option<&Path>,
+) -> Result<RankOutput> {
     let t0 = Instant::now();
     let q = data::read_ids(image_test, "image_id", false)?;
     let g = data::read_ids(word_data, "text_id", true)?;
@@ -251,12 +336,26 @@ pub fn rank_task2(model: &Model, image_test: &Path, word_data: &Path, images: &P
     let f = image::extract(&q.ids, images, &model.config.image, ex)?;
     let keep: Vec<usize> = (0..q.ids.len()).filter(|&i| f.ok[i]).collect();
     let query_ids: Vec<String> = keep.iter().map(|&i| q.ids[i].clone()).collect();
-    let qi = model.projection.project_images(f.features.select(Axis(0), &keep).view());
+    let qi = model
+        .projection
+        .project_images(f.features.select(Axis(0), &keep).view());
     let gt = model.projection.project_texts(tf.view());
     let top = rank::top_k(qi.view(), gt.view(), out_csv::TOP);
-    let results: Vec<Vec<String>> = top.iter().map(|r| r.iter().map(|&(j, _)| g.ids[j].clone()).collect()).collect();
+    let results: Vec<Vec<String>> = top
+        .iter()
+        .map(|r| r.iter().map(|&(j, _)| g.ids[j].clone()).collect())
+        .collect();
     out_csv::write_results(out, Task::ImageToText, &query_ids, &results, &g.ids)?;
-    let top = query_ids.iter().zip(&top).map(|(id, r)| (id.clone(), r.iter().map(|&(j, s)| (g.ids[j].clone(), s)).collect())).collect();
+    let top = query_ids
+        .iter()
+        .zip(&top)
+        .map(|(id, r)| {
+            (
+                id.clone(),
+                r.iter().map(|&(j, s)| (g.ids[j].clone(), s)).collect(),
+            )
+        })
+        .collect();
     Ok(RankOutput {
         task: 2,
         path: out.to_path_buf(),
@@ -292,10 +391,13 @@ pub fn layout_teddy(pairs: &[data::Pair], images: &Path, dir2: &Path, dir3: &Pat
     let mut w = ::csv::Writer::from_writer(Vec::new());
     for (i, p) in pairs.iter().enumerate() {
         let tid = format!("Word-{:010}", 1_000_000_001u64 + i as u64);
-        w.write_record([tid.as_str(), p.caption.as_str()]).map_err(|e| Error::Model(e.to_string()))?;
+        w.write_record([tid.as_str(), p.caption.as_str()])
+            .map_err(|e| Error::Model(e.to_string()))?;
         let _ = writeln!(truth, "{tid},{}", ids[owner[i]]);
     }
-    words.push_str(&String::from_utf8_lossy(&w.into_inner().map_err(|e| Error::Model(e.to_string()))?));
+    words.push_str(&String::from_utf8_lossy(
+        &w.into_inner().map_err(|e| Error::Model(e.to_string()))?,
+    ));
     let img_list = format!("image_id\n{}\n", ids.join("\n"));
     let files = [
         (dir2.join("word_test.csv"), &words),
@@ -309,4 +411,125 @@ pub fn layout_teddy(pairs: &[data::Pair], images: &Path, dir2: &Path, dir3: &Pat
         crate::model::write_atomic(&p, s.as_bytes())?;
     }
     Ok(())
+}
+
+/// Rank the Teddy folders in `dirs` (result files beside `out_html`) and write an HTML sheet of
+/// the first `n` queries per task; true matches are marked where a `truth.csv` is present.
+pub fn teddy_report(
+    model: &Model,
+    dirs: &[PathBuf],
+    out_html: &Path,
+    n: usize,
+    ex: &ExtractOptions,
+    vectors: Option<&Path>,
+) -> Result<Vec<RankOutput>> {
+    use crate::outputs::report::{write_html, Query, Row, Section};
+    let out_dir = out_html
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut sections = Vec::new();
+    let mut outputs = Vec::new();
+    for d in dirs {
+        let truth: HashMap<String, String> = match data::read_table(&d.join("truth.csv")) {
+            Ok(t) => t
+                .rows
+                .into_iter()
+                .map(|r| (r[0].clone(), r[1].clone()))
+                .collect(),
+            Err(_) => HashMap::new(),
+        };
+        let img_dir = d.join("ImageData");
+        if d.join("word_test.csv").is_file() {
+            let q = data::read_ids(&d.join("word_test.csv"), "text_id", true)?;
+            let caps: HashMap<String, String> = q
+                .ids
+                .iter()
+                .cloned()
+                .zip(q.captions.clone().unwrap_or_default())
+                .collect();
+            let r = rank_task1(
+                model,
+                &d.join("word_test.csv"),
+                &d.join("image_data.csv"),
+                &img_dir,
+                &out_dir.join("result1.csv"),
+                ex,
+                vectors,
+            )?;
+            let rows = r.top.iter().take(n).map(|(qid, res)| Row {
+                query_id: qid.clone(),
+                query: Query::Text(caps[qid].clone()),
+                results: res
+                    .iter()
+                    .map(|(id, s)| (id.clone(), *s, Query::Image(img_dir.join(id))))
+                    .collect(),
+                truth: truth.get(qid).into_iter().cloned().collect(),
+            });
+            sections.push(Section {
+                title: format!("Task 1, text → image ({})", d.display()),
+                rows: rows.collect(),
+            });
+            outputs.push(r);
+        }
+        if d.join("image_test.csv").is_file() {
+            let g = data::read_ids(&d.join("word_data.csv"), "text_id", true)?;
+            let caps: HashMap<String, String> = g
+                .ids
+                .iter()
+                .cloned()
+                .zip(g.captions.clone().unwrap_or_default())
+                .collect();
+            let mut texts_of: HashMap<&str, Vec<String>> = HashMap::new();
+            for (t, i) in &truth {
+                texts_of.entry(i.as_str()).or_default().push(t.clone());
+            }
+            let r = rank_task2(
+                model,
+                &d.join("image_test.csv"),
+                &d.join("word_data.csv"),
+                &img_dir,
+                &out_dir.join("result2.csv"),
+                ex,
+                vectors,
+            )?;
+            let rows = r.top.iter().take(n).map(|(qid, res)| Row {
+                query_id: qid.clone(),
+                query: Query::Image(img_dir.join(qid)),
+                results: res
+                    .iter()
+                    .map(|(id, s)| (id.clone(), *s, Query::Text(caps[id].clone())))
+                    .collect(),
+                truth: texts_of
+                    .get(qid.as_str())
+                    .into_iter()
+                    .flatten()
+                    .cloned()
+                    .collect(),
+            });
+            sections.push(Section {
+                title: format!("Task 2, image → text ({})", d.display()),
+                rows: rows.collect(),
+            });
+            outputs.push(r);
+        }
+    }
+    let c = &model.config;
+    let summary = format!(
+        "model: {} {} features{}, text {:?}{}, {:?} with {} components; fitted on {} pairs",
+        c.image.backbone.name(),
+        c.image.pooling.name(),
+        if c.image.flip { " + flip" } else { "" },
+        c.text.weighting,
+        if c.text.bag.is_some() {
+            " + bag of terms"
+        } else {
+            ""
+        },
+        c.projection.method,
+        c.projection.cca.components,
+        c.train.pairs_used
+    );
+    write_html(out_html, "tuwen 图文 result sheet", &summary, &sections)?;
+    Ok(outputs)
 }

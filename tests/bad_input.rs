@@ -3,17 +3,24 @@
 mod common;
 use image::{Rgb, RgbImage};
 use std::path::{Path, PathBuf};
-use tuwen::features::image::{self as fimg, decode, BackboneKind, DecodeError, ExtractOptions, ImageFeatureConfig, Pooling};
+use tuwen::features::image::{
+    self as fimg, decode, BackboneKind, DecodeError, ExtractOptions, ImageFeatureConfig, Pooling,
+};
 
 fn photo(w: u32, h: u32, seed: u32) -> RgbImage {
     RgbImage::from_fn(w, h, |x, y| {
-        Rgb([((x * 3 + seed * 40) % 256) as u8, ((y * 5 + seed * 17) % 256) as u8, (((x + y) * seed) % 256) as u8])
+        Rgb([
+            ((x * 3 + seed * 40) % 256) as u8,
+            ((y * 5 + seed * 17) % 256) as u8,
+            (((x + y) * seed) % 256) as u8,
+        ])
     })
 }
 
 fn jpeg_bytes(img: &RgbImage) -> Vec<u8> {
     let mut v = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut v), image::ImageFormat::Jpeg).unwrap();
+    img.write_to(&mut std::io::Cursor::new(&mut v), image::ImageFormat::Jpeg)
+        .unwrap();
     v
 }
 
@@ -24,29 +31,38 @@ fn fixture_folder(dir: &Path) -> Vec<(String, Option<&'static str>)> {
     let w = |name: &str, bytes: &[u8]| std::fs::write(img.join(name), bytes).unwrap();
     w("ok.jpg", &jpeg_bytes(&photo(300, 200, 1)));
     let mut png = Vec::new();
-    image::DynamicImage::ImageRgba8(image::RgbaImage::from_fn(120, 90, |x, _| image::Rgba([200, 10, 10, (x * 2) as u8])))
-        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .unwrap();
+    image::DynamicImage::ImageRgba8(image::RgbaImage::from_fn(120, 90, |x, _| {
+        image::Rgba([200, 10, 10, (x * 2) as u8])
+    }))
+    .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+    .unwrap();
     w("png-named.jpg", &png);
     // Animated GIF, two frames.
     let mut gif = Vec::new();
     {
         let mut enc = image::codecs::gif::GifEncoder::new(&mut gif);
         let frames = (0..2).map(|k| {
-            image::Frame::new(image::RgbaImage::from_fn(64, 48, move |x, y| image::Rgba([(x * 4) as u8, (y * 5) as u8, 80 * k, 255])))
+            image::Frame::new(image::RgbaImage::from_fn(64, 48, move |x, y| {
+                image::Rgba([(x * 4) as u8, (y * 5) as u8, 80 * k, 255])
+            }))
         });
         enc.encode_frames(frames).unwrap();
     }
     w("animated.jpg", &gif);
     // CMYK JPEG.
     let mut cmyk = Vec::new();
-    let px: Vec<u8> = (0..80 * 60).flat_map(|i| [(i % 255) as u8, 40, 200, 10]).collect();
-    jpeg_encoder::Encoder::new(&mut cmyk, 90).encode(&px, 80, 60, jpeg_encoder::ColorType::Cmyk).unwrap();
+    let px: Vec<u8> = (0..80 * 60)
+        .flat_map(|i| [(i % 255) as u8, 40, 200, 10])
+        .collect();
+    jpeg_encoder::Encoder::new(&mut cmyk, 90)
+        .encode(&px, 80, 60, jpeg_encoder::ColorType::Cmyk)
+        .unwrap();
     w("cmyk.jpg", &cmyk);
     // Grey JPEG.
     let grey = image::GrayImage::from_fn(100, 100, |x, y| image::Luma([((x + y) % 256) as u8]));
     let mut gj = Vec::new();
-    grey.write_to(&mut std::io::Cursor::new(&mut gj), image::ImageFormat::Jpeg).unwrap();
+    grey.write_to(&mut std::io::Cursor::new(&mut gj), image::ImageFormat::Jpeg)
+        .unwrap();
     w("grey.jpg", &gj);
     // Broken files.
     w("empty.jpg", b"");
@@ -82,7 +98,11 @@ fn bomb_png() -> Vec<u8> {
         for &x in b {
             c ^= x as u32;
             for _ in 0..8 {
-                c = if c & 1 != 0 { 0xedb8_8320 ^ (c >> 1) } else { c >> 1 };
+                c = if c & 1 != 0 {
+                    0xedb8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
             }
         }
         !c
@@ -93,7 +113,11 @@ fn bomb_png() -> Vec<u8> {
     ihdr.extend_from_slice(&60_000u32.to_be_bytes());
     ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
     chunk(&mut out, b"IHDR", &ihdr);
-    chunk(&mut out, b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]);
+    chunk(
+        &mut out,
+        b"IDAT",
+        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+    );
     chunk(&mut out, b"IEND", &[]);
     out
 }
@@ -104,10 +128,15 @@ fn decoder_handles_every_case_with_a_reason() {
     let cases = fixture_folder(d.path());
     for (name, expect) in cases {
         let path = d.path().join("ImageData").join(&name);
-        let r = std::fs::read(&path).map_err(|_| DecodeError::Missing).and_then(|b| decode::decode(&b));
+        let r = std::fs::read(&path)
+            .map_err(|_| DecodeError::Missing)
+            .and_then(|b| decode::decode(&b));
         match (expect, r) {
             (None, Ok(img)) => assert!(img.width() > 0, "{name}"),
-            (Some(reason), Err(e)) => assert!(e.to_string().contains(reason), "{name}: `{e}` lacks `{reason}`"),
+            (Some(reason), Err(e)) => assert!(
+                e.to_string().contains(reason),
+                "{name}: `{e}` lacks `{reason}`"
+            ),
             (None, Err(e)) => panic!("{name} should decode, got {e}"),
             (Some(reason), Ok(_)) => panic!("{name} should fail with `{reason}`"),
         }
@@ -118,10 +147,15 @@ fn decoder_handles_every_case_with_a_reason() {
 fn first_frame_cmyk_and_alpha_are_decoded_to_the_right_colours() {
     let d = tempfile::tempdir().unwrap();
     fixture_folder(d.path());
-    let read = |n: &str| decode::decode(&std::fs::read(d.path().join("ImageData").join(n)).unwrap()).unwrap();
+    let read = |n: &str| {
+        decode::decode(&std::fs::read(d.path().join("ImageData").join(n)).unwrap()).unwrap()
+    };
     let gif = read("animated.jpg");
     assert_eq!(gif.dimensions(), (64, 48));
-    assert!(gif.get_pixel(10, 10)[2] < 20, "first frame has blue 0, the second 80");
+    assert!(
+        gif.get_pixel(10, 10)[2] < 20,
+        "first frame has blue 0, the second 80"
+    );
     let cmyk = read("cmyk.jpg");
     // C=?, M=40, Y=200, K=10 (Adobe-inverted or not, the decoder must give a colour image, not noise).
     assert_eq!(cmyk.dimensions(), (80, 60));
@@ -136,10 +170,23 @@ fn extraction_skips_are_counted_reported_and_never_shift_ids() {
     let d = tempfile::tempdir().unwrap();
     let cases = fixture_folder(d.path());
     let ids: Vec<String> = cases.iter().map(|c| c.0.clone()).collect();
-    let cfg = ImageFeatureConfig { backbone: BackboneKind::EfficientNetLite0, pooling: Pooling::Avg, flip: false };
-    let opts = ExtractOptions { cache_dir: Some(d.path().join("cache")), progress: false, batch_size: 3, ..Default::default() };
+    let cfg = ImageFeatureConfig {
+        backbone: BackboneKind::EfficientNetLite0,
+        pooling: Pooling::Avg,
+        flip: false,
+    };
+    let opts = ExtractOptions {
+        cache_dir: Some(d.path().join("cache")),
+        progress: false,
+        batch_size: 3,
+        ..Default::default()
+    };
     let f = fimg::extract(&ids, &d.path().join("ImageData"), &cfg, &opts).unwrap();
-    let expected_bad: Vec<&str> = cases.iter().filter(|c| c.1.is_some()).map(|c| c.0.as_str()).collect();
+    let expected_bad: Vec<&str> = cases
+        .iter()
+        .filter(|c| c.1.is_some())
+        .map(|c| c.0.as_str())
+        .collect();
     let skipped: Vec<&str> = f.skipped.iter().map(|s| s.id.as_str()).collect();
     assert_eq!(skipped, expected_bad);
     assert_eq!(f.stats.skipped, 5);
@@ -150,7 +197,17 @@ fn extraction_skips_are_counted_reported_and_never_shift_ids() {
         assert_eq!(ids[s.row - 1], s.id, "skip rows point at the right id");
     }
     // Ids are not shifted: the feature of ok.jpg equals the one computed on its own.
-    let alone = fimg::extract(&["ok.jpg".to_string()], &d.path().join("ImageData"), &cfg, &ExtractOptions { cache_dir: None, progress: false, ..Default::default() }).unwrap();
+    let alone = fimg::extract(
+        &["ok.jpg".to_string()],
+        &d.path().join("ImageData"),
+        &cfg,
+        &ExtractOptions {
+            cache_dir: None,
+            progress: false,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(f.features.row(0), alone.features.row(0));
     for (i, c) in cases.iter().enumerate() {
         assert_eq!(f.ok[i], c.1.is_none(), "{}", c.0);
@@ -164,7 +221,11 @@ fn tiny_set(dir: &Path, n: usize) -> (PathBuf, Vec<String>) {
     let mut csv = String::from("image_id,caption\n");
     for i in 0..n {
         let id = format!("img{i:03}.jpg");
-        std::fs::write(img.join(&id), jpeg_bytes(&photo(160 + (i as u32 % 5) * 20, 140, i as u32 + 1))).unwrap();
+        std::fs::write(
+            img.join(&id),
+            jpeg_bytes(&photo(160 + (i as u32 % 5) * 20, 140, i as u32 + 1)),
+        )
+        .unwrap();
         csv.push_str(&format!("{id},图片{i}\n"));
         ids.push(id);
     }
@@ -177,8 +238,16 @@ fn second_run_is_served_from_the_cache() {
     common::models();
     let d = tempfile::tempdir().unwrap();
     let (img, ids) = tiny_set(d.path(), 6);
-    let cfg = ImageFeatureConfig { backbone: BackboneKind::EfficientNetLite0, pooling: Pooling::Avg, flip: true };
-    let opts = ExtractOptions { cache_dir: Some(d.path().join("cache")), progress: false, ..Default::default() };
+    let cfg = ImageFeatureConfig {
+        backbone: BackboneKind::EfficientNetLite0,
+        pooling: Pooling::Avg,
+        flip: true,
+    };
+    let opts = ExtractOptions {
+        cache_dir: Some(d.path().join("cache")),
+        progress: false,
+        ..Default::default()
+    };
     let a = fimg::extract(&ids, &img, &cfg, &opts).unwrap();
     assert_eq!((a.stats.computed, a.stats.from_cache), (6, 0));
     let b = fimg::extract(&ids, &img, &cfg, &opts).unwrap();
@@ -196,14 +265,40 @@ fn killed_extraction_resumes_to_identical_features() {
     common::models();
     let d = tempfile::tempdir().unwrap();
     let (img, ids) = tiny_set(d.path(), 40);
-    let cfg = ImageFeatureConfig { backbone: BackboneKind::EfficientNetLite0, pooling: Pooling::Avg, flip: false };
+    let cfg = ImageFeatureConfig {
+        backbone: BackboneKind::EfficientNetLite0,
+        pooling: Pooling::Avg,
+        flip: false,
+    };
     // Uninterrupted reference run.
-    let reference = fimg::extract(&ids, &img, &cfg, &ExtractOptions { cache_dir: Some(d.path().join("cache-a")), shard_size: 8, batch_size: 4, progress: false, ..Default::default() }).unwrap();
+    let reference = fimg::extract(
+        &ids,
+        &img,
+        &cfg,
+        &ExtractOptions {
+            cache_dir: Some(d.path().join("cache-a")),
+            shard_size: 8,
+            batch_size: 4,
+            progress: false,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     // A run through the binary, killed (SIGKILL) once its first shard is on disk.
     let cache_b = d.path().join("cache-b");
     let shard_dir = cache_b.join(cfg.cache_key());
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tuwen"))
-        .args(["extract", "--backbone", "efficientnet-lite0", "--quiet", "--shard-size", "8", "--batch-size", "4", "--pairs"])
+        .args([
+            "extract",
+            "--backbone",
+            "efficientnet-lite0",
+            "--quiet",
+            "--shard-size",
+            "8",
+            "--batch-size",
+            "4",
+            "--pairs",
+        ])
         .arg(d.path().join("pairs.csv"))
         .arg("--images")
         .arg(&img)
@@ -213,20 +308,48 @@ fn killed_extraction_resumes_to_identical_features() {
         .unwrap();
     let t0 = std::time::Instant::now();
     loop {
-        let n = std::fs::read_dir(&shard_dir).map(|r| r.filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with("shard-")).count()).unwrap_or(0);
+        let n = std::fs::read_dir(&shard_dir)
+            .map(|r| {
+                r.filter_map(|e| e.ok())
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("shard-"))
+                    .count()
+            })
+            .unwrap_or(0);
         if n >= 1 {
             break;
         }
-        assert!(child.try_wait().unwrap().is_none(), "extraction finished before it could be killed");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "extraction finished before it could be killed"
+        );
         assert!(t0.elapsed().as_secs() < 120, "no shard written in 120 s");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    let resumed = fimg::extract(&ids, &img, &cfg, &ExtractOptions { cache_dir: Some(cache_b), shard_size: 8, batch_size: 4, progress: false, ..Default::default() }).unwrap();
-    assert!(resumed.stats.from_cache >= 8 && resumed.stats.computed > 0, "{:?}", resumed.stats);
+    let resumed = fimg::extract(
+        &ids,
+        &img,
+        &cfg,
+        &ExtractOptions {
+            cache_dir: Some(cache_b),
+            shard_size: 8,
+            batch_size: 4,
+            progress: false,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(
+        resumed.stats.from_cache >= 8 && resumed.stats.computed > 0,
+        "{:?}",
+        resumed.stats
+    );
     assert_eq!(resumed.stats.from_cache + resumed.stats.computed, 40);
-    assert_eq!(resumed.features, reference.features, "features differ from the uninterrupted run");
+    assert_eq!(
+        resumed.features, reference.features,
+        "features differ from the uninterrupted run"
+    );
 }
 
 #[test]
@@ -239,7 +362,11 @@ fn gbk_bom_and_all_oov_captions_go_through_fit_with_counted_skips() {
     let words = ["一只黑色的狗", "红色的汽车", "蓝色的天空", "绿色的草地"];
     for (i, id) in ids.iter().enumerate() {
         s.push_str(&format!("{id},\"{}\n在跑\"\n", words[i % 4]));
-        s.push_str(&format!("{id},{}和{}\n", words[(i + 1) % 4], words[(i + 2) % 4]));
+        s.push_str(&format!(
+            "{id},{}和{}\n",
+            words[(i + 1) % 4],
+            words[(i + 2) % 4]
+        ));
     }
     s.push_str("img000.jpg,\n");
     s.push_str("img001.jpg,ㄅㄆㄇㄈ\n");
@@ -248,18 +375,49 @@ fn gbk_bom_and_all_oov_captions_go_through_fit_with_counted_skips() {
     std::fs::write(d.path().join("gbk.csv"), &gbk).unwrap();
     let opts = tuwen::pipeline::FitOptions {
         sets: vec![(d.path().join("gbk.csv"), img.clone())],
-        image: ImageFeatureConfig { backbone: BackboneKind::EfficientNetLite0, pooling: Pooling::Avg, flip: false },
+        image: ImageFeatureConfig {
+            backbone: BackboneKind::EfficientNetLite0,
+            pooling: Pooling::Avg,
+            flip: false,
+        },
         text: Default::default(),
-        projection: tuwen::projection::ProjectionParams { pca_image: 8, cca: tuwen::projection::CcaParams::new(4).reg(0.5, 0.5), ..Default::default() },
-        extract: ExtractOptions { cache_dir: None, progress: false, ..Default::default() },
+        projection: tuwen::projection::ProjectionParams {
+            pca_image: 8,
+            cca: tuwen::projection::CcaParams::new(4).reg(0.5, 0.5),
+            ..Default::default()
+        },
+        extract: ExtractOptions {
+            cache_dir: None,
+            progress: false,
+            ..Default::default()
+        },
         vectors: None,
     };
     let (_, rep) = tuwen::pipeline::fit(&opts).unwrap();
     assert_eq!(rep.pairs_used, 24);
-    let reasons: Vec<String> = rep.skipped.iter().map(|s| format!("{}:{}", s.id, s.reason)).collect();
+    let reasons: Vec<String> = rep
+        .skipped
+        .iter()
+        .map(|s| format!("{}:{}", s.id, s.reason))
+        .collect();
     assert_eq!(rep.skipped.len(), 3, "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.starts_with("img000.jpg:empty caption")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.starts_with("absent.jpg:image unusable: file not found")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.starts_with("img001.jpg:caption has no known token")), "{reasons:?}");
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.starts_with("img000.jpg:empty caption")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.starts_with("absent.jpg:image unusable: file not found")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.starts_with("img001.jpg:caption has no known token")),
+        "{reasons:?}"
+    );
     assert_eq!(rep.oov.empty_captions, 1);
 }

@@ -6,7 +6,9 @@ use tuwen::projection::CcaParams;
 
 fn data() -> (Array2<f64>, Array2<f64>) {
     let (n, p, q) = (40, 4, 3);
-    let x = Array2::from_shape_fn((n, p), |(i, j)| (0.37 * i as f64 * (j as f64 + 1.0) + j as f64).sin());
+    let x = Array2::from_shape_fn((n, p), |(i, j)| {
+        (0.37 * i as f64 * (j as f64 + 1.0) + j as f64).sin()
+    });
     let z = Array2::from_shape_fn((n, q), |(i, j)| (0.23 * i as f64 * (j as f64 + 2.0)).cos());
     let y = Array2::from_shape_fn((n, q), |(i, j)| match j {
         0 => x[[i, 0]] + 0.5 * z[[i, 0]],
@@ -39,7 +41,11 @@ fn canonical_correlations_match_sklearn_and_numpy() {
     for i in 0..3 {
         for j in 0..3 {
             let e = if i == j { 1.0 } else { 0.0 };
-            assert!((cov[[i, j]] - e).abs() < 1e-6, "cov[{i},{j}] = {}", cov[[i, j]]);
+            assert!(
+                (cov[[i, j]] - e).abs() < 1e-6,
+                "cov[{i},{j}] = {}",
+                cov[[i, j]]
+            );
         }
     }
 }
@@ -50,8 +56,12 @@ fn first_direction_is_parallel_to_sklearn_rotation() {
     let cca = CcaParams::new(2).fit(&x, &y).unwrap();
     let sk = [-0.03573934, 0.77255355, -0.63393651, 0.00286536];
     let w = cca.wx.column(0);
-    let cos = w.iter().zip(sk).map(|(a, b)| a * b).sum::<f64>() / (w.dot(&w).sqrt() * sk.iter().map(|v| v * v).sum::<f64>().sqrt());
-    assert!(cos.abs() > 1.0 - 1e-6, "cosine to sklearn's x_rotations_[:,0] is {cos}");
+    let cos = w.iter().zip(sk).map(|(a, b)| a * b).sum::<f64>()
+        / (w.dot(&w).sqrt() * sk.iter().map(|v| v * v).sum::<f64>().sqrt());
+    assert!(
+        cos.abs() > 1.0 - 1e-6,
+        "cosine to sklearn's x_rotations_[:,0] is {cos}"
+    );
 }
 
 #[test]
@@ -60,7 +70,10 @@ fn ridge_matches_reference_and_shrinks_correlations() {
     let cca = CcaParams::new(3).reg(0.1, 0.1).fit(&x, &y).unwrap();
     let expect = [0.92463309, 0.75412124, 0.15147751];
     for (c, e) in cca.correlations.iter().zip(expect) {
-        assert!((c - e).abs() < TOL, "ridge correlation {c} vs reference {e}");
+        assert!(
+            (c - e).abs() < TOL,
+            "ridge correlation {c} vs reference {e}"
+        );
     }
 }
 
@@ -69,9 +82,16 @@ fn bad_parameters_are_clear_errors() {
     let (x, y) = data();
     let e = CcaParams::new(4).fit(&x, &y).unwrap_err().to_string();
     assert!(e.contains("1..=3"), "{e}");
-    let e = CcaParams::new(2).reg(-1.0, 0.0).fit(&x, &y).unwrap_err().to_string();
+    let e = CcaParams::new(2)
+        .reg(-1.0, 0.0)
+        .fit(&x, &y)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains(">= 0"), "{e}");
-    let e = CcaParams::new(2).fit(&x, &y.select(Axis(0), &[0, 1, 2])).unwrap_err().to_string();
+    let e = CcaParams::new(2)
+        .fit(&x, &y.select(Axis(0), &[0, 1, 2]))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("rows"), "{e}");
 }
 
@@ -80,14 +100,25 @@ fn pca_then_cca_projection_recovers_pairs() {
     use tuwen::projection::{Method, ProjectionParams};
     // 30 "images" in 6-d, two noisy "captions" each in 5-d that are a linear view of the image.
     let n = 30;
-    let img = Array2::from_shape_fn((n, 6), |(i, j)| (((i * 2654435761usize + j * 40503) % 1000) as f32 / 1000.0 - 0.5) * (6 - j) as f32);
+    let img = Array2::from_shape_fn((n, 6), |(i, j)| {
+        (((i * 2654435761usize + j * 40503) % 1000) as f32 / 1000.0 - 0.5) * (6 - j) as f32
+    });
     let owner: Vec<usize> = (0..2 * n).map(|t| t / 2).collect();
     let txt = Array2::from_shape_fn((2 * n, 5), |(t, j)| {
         let i = t / 2;
         img[[i, j]] - 0.5 * img[[i, (j + 1) % 6]] + 0.05 * ((t * 13 + j) as f32).cos()
     });
     for method in [Method::PcaCca, Method::Cca] {
-        let params = ProjectionParams { method, pca_image: 5, pca_text: 4, whiten: false, pca_solver: Default::default(), cca: CcaParams::new(4).reg(0.01, 0.01), power: 1.0 };
+        let params = ProjectionParams {
+            image_norm: Default::default(),
+            method,
+            pca_image: 5,
+            pca_text: 4,
+            whiten: false,
+            pca_solver: Default::default(),
+            cca: CcaParams::new(4).reg(0.01, 0.01),
+            power: 1.0,
+        };
         let p = params.fit(img.view(), &owner, txt.view()).unwrap();
         let (pi, pt) = (p.project_images(img.view()), p.project_texts(txt.view()));
         let sim = pt.dot(&pi.t());

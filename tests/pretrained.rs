@@ -15,7 +15,11 @@ fn vgg19_image_and_its_flip_are_nearer_than_two_images() {
     common::models();
     let files = common::flickr_images_with("狗", 3);
     let net = Backbone::load(BackboneKind::Vgg19, None, Device::Cpu).unwrap();
-    let cfg = ImageFeatureConfig { backbone: BackboneKind::Vgg19, pooling: Pooling::Avg, flip: false };
+    let cfg = ImageFeatureConfig {
+        backbone: BackboneKind::Vgg19,
+        pooling: Pooling::Avg,
+        flip: false,
+    };
     let size = cfg.backbone.input_size();
     let mut px = Vec::new();
     for f in &files {
@@ -30,7 +34,9 @@ fn vgg19_image_and_its_flip_are_nearer_than_two_images() {
     for v in &f {
         assert_eq!(v.len(), 512, "documented VGG GAP dimension");
         assert!(v.iter().all(|x| x.is_finite()));
-        let (lo, hi) = v.iter().fold((f32::MAX, f32::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+        let (lo, hi) = v
+            .iter()
+            .fold((f32::MAX, f32::MIN), |(a, b), &x| (a.min(x), b.max(x)));
         assert!(hi - lo > 1e-3, "feature is constant");
     }
     for i in 0..3 {
@@ -38,7 +44,10 @@ fn vgg19_image_and_its_flip_are_nearer_than_two_images() {
         for j in 0..3 {
             if j != i {
                 let other = cosine(&f[2 * i], &f[2 * j]);
-                assert!(same > other, "image {i}: flip cosine {same} <= other image {j} cosine {other}");
+                assert!(
+                    same > other,
+                    "image {i}: flip cosine {same} <= other image {j} cosine {other}"
+                );
             }
         }
     }
@@ -49,7 +58,11 @@ fn vgg19_grid_pooling_has_pool5_dimension() {
     common::models();
     let files = common::flickr_images_with("狗", 1);
     let net = Backbone::load(BackboneKind::Vgg19, None, Device::Cpu).unwrap();
-    let cfg = ImageFeatureConfig { backbone: BackboneKind::Vgg19, pooling: Pooling::Grid, flip: true };
+    let cfg = ImageFeatureConfig {
+        backbone: BackboneKind::Vgg19,
+        pooling: Pooling::Grid,
+        flip: true,
+    };
     let f = image::features_of_files(&net, &files, &cfg).unwrap();
     assert_eq!(f[0].len(), 25_088);
     assert!(f[0].iter().all(|x| x.is_finite() && *x >= 0.0));
@@ -70,8 +83,12 @@ fn dog_top1_rate(kind: BackboneKind) -> f64 {
             image::decode::resize_center_crop(&img, size as u32).into_raw()
         })
         .collect();
-    let x = tch::Tensor::from_slice(&px).view([12, size, size, 3]).permute([0, 3, 1, 2]).to_kind(Kind::Float);
-    let logits = tch::no_grad(|| net.logits(&net.normalise(&x))).expect("EfficientNet has a classifier");
+    let x = tch::Tensor::from_slice(&px)
+        .view([12, size, size, 3])
+        .permute([0, 3, 1, 2])
+        .to_kind(Kind::Float);
+    let logits =
+        tch::no_grad(|| net.logits(&net.normalise(&x))).expect("EfficientNet has a classifier");
     let top: Vec<i64> = Vec::try_from(logits.argmax(1, false)).unwrap();
     top.iter().filter(|&&c| (151..=268).contains(&c)).count() as f64 / 12.0
 }
@@ -79,13 +96,21 @@ fn dog_top1_rate(kind: BackboneKind) -> f64 {
 #[test]
 fn efficientnet_lite0_classifies_dogs_as_dogs() {
     let rate = dog_top1_rate(BackboneKind::EfficientNetLite0);
-    assert!(rate >= 0.5, "only {:.0}% of dog photos got a dog-breed class", rate * 100.0);
+    assert!(
+        rate >= 0.5,
+        "only {:.0}% of dog photos got a dog-breed class",
+        rate * 100.0
+    );
 }
 
 #[test]
 fn efficientnet_lite2_classifies_dogs_as_dogs() {
     let rate = dog_top1_rate(BackboneKind::EfficientNetLite2);
-    assert!(rate >= 0.5, "only {:.0}% of dog photos got a dog-breed class", rate * 100.0);
+    assert!(
+        rate >= 0.5,
+        "only {:.0}% of dog photos got a dog-breed class",
+        rate * 100.0
+    );
 }
 
 #[test]
@@ -103,13 +128,29 @@ fn word2vec_loads_with_expected_shape_and_neighbours() {
 fn missing_or_corrupted_weights_name_the_file_and_the_setup_script() {
     let d = tempfile::tempdir().unwrap();
     let missing = d.path().join("vgg19.safetensors");
-    let e = Backbone::load(BackboneKind::Vgg19, Some(&missing), Device::Cpu).err().unwrap().to_string();
-    assert!(e.contains("vgg19.safetensors") && e.contains("scripts/setup.sh"), "{e}");
+    let e = Backbone::load(BackboneKind::Vgg19, Some(&missing), Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("vgg19.safetensors") && e.contains("scripts/setup.sh"),
+        "{e}"
+    );
 
     let corrupt = d.path().join("efficientnet-lite0.safetensors");
-    std::fs::write(&corrupt, b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all").unwrap();
-    let e = Backbone::load(BackboneKind::EfficientNetLite0, Some(&corrupt), Device::Cpu).err().unwrap().to_string();
-    assert!(e.contains("efficientnet-lite0.safetensors") && e.contains("scripts/setup.sh"), "{e}");
+    std::fs::write(
+        &corrupt,
+        b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all",
+    )
+    .unwrap();
+    let e = Backbone::load(BackboneKind::EfficientNetLite0, Some(&corrupt), Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("efficientnet-lite0.safetensors") && e.contains("scripts/setup.sh"),
+        "{e}"
+    );
 
     // A file listed in SHA256SUMS whose bytes changed is caught by its checksum.
     let real = common::models().join("efficientnet-lite0.safetensors");
@@ -120,12 +161,27 @@ fn missing_or_corrupted_weights_name_the_file_and_the_setup_script() {
     std::fs::write(&flipped, &bytes).unwrap();
     let sums = std::fs::read_to_string(common::models().join("SHA256SUMS")).unwrap();
     std::fs::write(d.path().join("SHA256SUMS"), sums).unwrap();
-    let e = Backbone::load(BackboneKind::EfficientNetLite0, Some(&flipped), Device::Cpu).err().unwrap().to_string();
-    assert!(e.contains("corrupted") && e.contains("scripts/setup.sh"), "{e}");
+    let e = Backbone::load(BackboneKind::EfficientNetLite0, Some(&flipped), Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("corrupted") && e.contains("scripts/setup.sh"),
+        "{e}"
+    );
 
     let bad_vec = d.path().join("words.vector");
     std::fs::write(&bad_vec, b"garbage").unwrap();
-    let cfg = tuwen::features::text::TextFeatureConfig { remove_stopwords: false, ..Default::default() };
-    let e = tuwen::features::text::TextEncoder::load(cfg, Some(&bad_vec)).err().unwrap().to_string();
-    assert!(e.contains("words.vector") && e.contains("scripts/setup.sh"), "{e}");
+    let cfg = tuwen::features::text::TextFeatureConfig {
+        remove_stopwords: false,
+        ..Default::default()
+    };
+    let e = tuwen::features::text::TextEncoder::load(cfg, Some(&bad_vec))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("words.vector") && e.contains("scripts/setup.sh"),
+        "{e}"
+    );
 }

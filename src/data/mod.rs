@@ -43,7 +43,12 @@ pub fn read_table(path: &Path) -> Result<Table> {
         let rec = rec.map_err(|e| Error::row(path, i + 1, format!("malformed CSV: {e}")))?;
         rows.push(rec.iter().map(|s| s.to_string()).collect());
     }
-    Ok(Table { path: path.to_path_buf(), encoding, headers, rows })
+    Ok(Table {
+        path: path.to_path_buf(),
+        encoding,
+        headers,
+        rows,
+    })
 }
 
 fn decode_text(path: &Path, bytes: &[u8]) -> Result<(String, Encoding)> {
@@ -55,9 +60,7 @@ fn decode_text(path: &Path, bytes: &[u8]) -> Result<(String, Encoding)> {
             if had_errors {
                 Err(Error::file(
                     path,
-                    format!(
-                        "neither UTF-8 ({utf8_err}) nor GBK; re-save the file as UTF-8"
-                    ),
+                    format!("neither UTF-8 ({utf8_err}) nor GBK; re-save the file as UTF-8"),
                 ))
             } else {
                 Ok((text.into_owned(), Encoding::Gbk))
@@ -72,7 +75,10 @@ impl Table {
         self.headers.iter().position(|h| h == name).ok_or_else(|| {
             Error::file(
                 &self.path,
-                format!("missing column `{name}` (columns found: {:?})", self.headers),
+                format!(
+                    "missing column `{name}` (columns found: {:?})",
+                    self.headers
+                ),
             )
         })
     }
@@ -137,9 +143,19 @@ pub fn read_pairs(path: &Path) -> Result<Pairs> {
         if !seen.insert((image_id.clone(), caption.clone())) {
             duplicates += 1;
         }
-        pairs.push(Pair { image_id, caption, row });
+        pairs.push(Pair {
+            image_id,
+            caption,
+            row,
+        });
     }
-    Ok(Pairs { path: path.to_path_buf(), encoding: t.encoding, pairs, skipped, duplicates })
+    Ok(Pairs {
+        path: path.to_path_buf(),
+        encoding: t.encoding,
+        pairs,
+        skipped,
+        duplicates,
+    })
 }
 
 /// Quoted newlines and surrounding blanks carry no meaning in a caption.
@@ -161,7 +177,11 @@ pub struct IdList {
 pub fn read_ids(path: &Path, id_col: &str, with_caption: bool) -> Result<IdList> {
     let t = read_table(path)?;
     let ci = t.column(id_col)?;
-    let cc = if with_caption { Some(t.column("caption")?) } else { None };
+    let cc = if with_caption {
+        Some(t.column("caption")?)
+    } else {
+        None
+    };
     let mut seen = HashSet::new();
     let mut ids = Vec::with_capacity(t.rows.len());
     let mut caps = Vec::new();
@@ -171,14 +191,22 @@ pub fn read_ids(path: &Path, id_col: &str, with_caption: bool) -> Result<IdList>
             return Err(Error::row(path, i + 1, format!("empty {id_col}")));
         }
         if !seen.insert(id.clone()) {
-            return Err(Error::row(path, i + 1, format!("duplicate {id_col} `{id}`")));
+            return Err(Error::row(
+                path,
+                i + 1,
+                format!("duplicate {id_col} `{id}`"),
+            ));
         }
         ids.push(id);
         if let Some(cc) = cc {
             caps.push(clean_caption(&r[cc]));
         }
     }
-    Ok(IdList { path: path.to_path_buf(), ids, captions: cc.map(|_| caps) })
+    Ok(IdList {
+        path: path.to_path_buf(),
+        ids,
+        captions: cc.map(|_| caps),
+    })
 }
 
 /// Unique image ids in first-appearance order, and for each pair the index of its image.
@@ -214,7 +242,8 @@ mod tests {
         let p = write(
             d.path(),
             "p.csv",
-            "\u{FEFF}image_id,caption\na.jpg,\"一只\n狗\"\na.jpg,\"一只\n狗\"\nb.jpg,\nc.jpg,猫\n".as_bytes(),
+            "\u{FEFF}image_id,caption\na.jpg,\"一只\n狗\"\na.jpg,\"一只\n狗\"\nb.jpg,\nc.jpg,猫\n"
+                .as_bytes(),
         );
         let r = read_pairs(&p).unwrap();
         assert_eq!(r.encoding, Encoding::Utf8);
@@ -240,7 +269,11 @@ mod tests {
     #[test]
     fn undecodable_bytes_name_the_file() {
         let d = tempfile::tempdir().unwrap();
-        let p = write(d.path(), "bad.csv", b"image_id,caption\na.jpg,\xff\xff\xff\n");
+        let p = write(
+            d.path(),
+            "bad.csv",
+            b"image_id,caption\na.jpg,\xff\xff\xff\n",
+        );
         let e = read_pairs(&p).unwrap_err().to_string();
         assert!(e.contains("bad.csv") && e.contains("UTF-8"), "{e}");
     }
@@ -250,13 +283,20 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = write(d.path(), "m.csv", "img,text\na.jpg,狗\n".as_bytes());
         let e = read_pairs(&p).unwrap_err().to_string();
-        assert!(e.contains("m.csv") && e.contains("`image_id`") && e.contains("img"), "{e}");
+        assert!(
+            e.contains("m.csv") && e.contains("`image_id`") && e.contains("img"),
+            "{e}"
+        );
     }
 
     #[test]
     fn duplicate_query_id_is_an_error_with_row() {
         let d = tempfile::tempdir().unwrap();
-        let p = write(d.path(), "w.csv", "text_id,caption\nW1,狗\nW2,猫\nW1,鸟\n".as_bytes());
+        let p = write(
+            d.path(),
+            "w.csv",
+            "text_id,caption\nW1,狗\nW2,猫\nW1,鸟\n".as_bytes(),
+        );
         let e = read_ids(&p, "text_id", true).unwrap_err().to_string();
         assert!(e.contains("row 3") && e.contains("W1"), "{e}");
     }
@@ -264,7 +304,11 @@ mod tests {
     #[test]
     fn ragged_row_is_an_error_with_row() {
         let d = tempfile::tempdir().unwrap();
-        let p = write(d.path(), "r.csv", "image_id,caption\na.jpg,狗\nb.jpg\n".as_bytes());
+        let p = write(
+            d.path(),
+            "r.csv",
+            "image_id,caption\na.jpg,狗\nb.jpg\n".as_bytes(),
+        );
         let e = read_pairs(&p).unwrap_err().to_string();
         assert!(e.contains("r.csv") && e.contains("row 2"), "{e}");
     }

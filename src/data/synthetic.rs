@@ -15,7 +15,12 @@ const COLORS: [(&str, [u8; 3]); 6] = [
     ("白色", [245, 245, 245]),
 ];
 const SHAPES: [&str; 4] = ["圆形", "方形", "三角形", "条纹"];
-const TEMPLATES: [&str; 4] = ["一个{c}的{s}", "画面中间有{c}{s}", "{c}的{s}图案", "这是一个{c}{s}"];
+const TEMPLATES: [&str; 4] = [
+    "一个{c}的{s}",
+    "画面中间有{c}{s}",
+    "{c}的{s}图案",
+    "这是一个{c}{s}",
+];
 
 /// Where `generate` put things.
 #[derive(Debug, Clone)]
@@ -34,7 +39,10 @@ pub fn generate(root: &Path, n_train: usize, n_val: usize, seed: u64) -> Result<
     let mut rng = StdRng::seed_from_u64(seed);
     let mut rows = Vec::new();
     for i in 0..n_train + n_val {
-        let (ci, si) = (rng.gen_range(0..COLORS.len()), rng.gen_range(0..SHAPES.len()));
+        let (ci, si) = (
+            rng.gen_range(0..COLORS.len()),
+            rng.gen_range(0..SHAPES.len()),
+        );
         let bg_ci = loop {
             let b = rng.gen_range(0..COLORS.len());
             if b != ci {
@@ -45,14 +53,20 @@ pub fn generate(root: &Path, n_train: usize, n_val: usize, seed: u64) -> Result<
         let id = format!("Image{:08}-{:04}.jpg", 14000000 + i / 100, i);
         let path = images.join(&id);
         // A few PNGs named .jpg, as in the real data: decoding must go by content.
-        let fmt = if i % 7 == 3 { ImageFormat::Png } else { ImageFormat::Jpeg };
+        let fmt = if i % 7 == 3 {
+            ImageFormat::Png
+        } else {
+            ImageFormat::Jpeg
+        };
         img.save_with_format(&path, fmt)
             .map_err(|e| Error::file(&path, e.to_string()))?;
         let mut t: Vec<usize> = (0..TEMPLATES.len()).collect();
         for k in 0..2 {
             let j = rng.gen_range(k..t.len());
             t.swap(k, j);
-            let cap = TEMPLATES[t[k]].replace("{c}", COLORS[ci].0).replace("{s}", SHAPES[si]);
+            let cap = TEMPLATES[t[k]]
+                .replace("{c}", COLORS[ci].0)
+                .replace("{s}", SHAPES[si]);
             rows.push((i < n_train, id.clone(), cap));
         }
     }
@@ -80,7 +94,10 @@ fn draw(rng: &mut StdRng, fg: [u8; 3], bg: [u8; 3], shape: usize) -> RgbImage {
         let n: i16 = rng.gen_range(-12..12);
         Rgb(bg.map(|c| (c as i16 + n).clamp(0, 255) as u8))
     });
-    let (cx, cy) = (w as f32 * rng.gen_range(0.4..0.6), h as f32 * rng.gen_range(0.4..0.6));
+    let (cx, cy) = (
+        w as f32 * rng.gen_range(0.4..0.6),
+        h as f32 * rng.gen_range(0.4..0.6),
+    );
     let r = w.min(h) as f32 * rng.gen_range(0.25..0.4);
     for y in 0..h {
         for x in 0..w {

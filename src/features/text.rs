@@ -2,8 +2,8 @@
 use crate::error::{Error, Result};
 use finalfusion::compat::word2vec::ReadWord2Vec;
 use finalfusion::prelude::*;
-use finalfusion::storage::NdArray;
 use finalfusion::similarity::WordSimilarity;
+use finalfusion::storage::NdArray;
 use finalfusion::vocab::{SimpleVocab, Vocab};
 use ndarray::{Array1, Array2};
 use std::collections::{HashMap, HashSet};
@@ -11,7 +11,9 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 /// How token vectors are weighted in a caption's mean.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Weighting {
     /// Plain mean.
@@ -58,7 +60,14 @@ pub struct BagConfig {
 
 impl Default for BagConfig {
     fn default() -> Self {
-        BagConfig { words: true, chars: true, bigrams: true, min_df: 2, max_terms: 8000, w2v_weight: 1.0 }
+        BagConfig {
+            words: true,
+            chars: true,
+            bigrams: true,
+            min_df: 2,
+            max_terms: 8000,
+            w2v_weight: 1.0,
+        }
     }
 }
 
@@ -141,7 +150,9 @@ pub fn default_vectors_path() -> PathBuf {
 impl TextEncoder {
     /// Load word vectors (word2vec binary) and the stop-word list beside them.
     pub fn load(cfg: TextFeatureConfig, vectors: Option<&Path>) -> Result<TextEncoder> {
-        let path = vectors.map(Path::to_path_buf).unwrap_or_else(default_vectors_path);
+        let path = vectors
+            .map(Path::to_path_buf)
+            .unwrap_or_else(default_vectors_path);
         let emb = load_word2vec(&path)?;
         let stop_path = path.with_file_name("stopwords.txt");
         let stopwords = if cfg.remove_stopwords {
@@ -158,7 +169,14 @@ impl TextEncoder {
         for w in &cfg.user_words {
             jieba.add_word(w, None, None);
         }
-        Ok(TextEncoder { cfg, jieba, emb, stopwords, stats: WordStats::default(), vectors_path: path })
+        Ok(TextEncoder {
+            cfg,
+            jieba,
+            emb,
+            stopwords,
+            stats: WordStats::default(),
+            vectors_path: path,
+        })
     }
 
     pub fn dim(&self) -> usize {
@@ -212,11 +230,15 @@ impl TextEncoder {
                     *df.entry(t).or_default() += 1;
                 }
             }
-            let mut terms: Vec<(String, u64)> = df.into_iter().filter(|(_, n)| *n >= bag.min_df).collect();
+            let mut terms: Vec<(String, u64)> =
+                df.into_iter().filter(|(_, n)| *n >= bag.min_df).collect();
             terms.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
             terms.truncate(bag.max_terms);
             let n = s.n_docs as f32;
-            s.bag_vocab = terms.into_iter().map(|(t, d)| (t, ((1.0 + n) / (1.0 + d as f32)).ln() + 1.0)).collect();
+            s.bag_vocab = terms
+                .into_iter()
+                .map(|(t, d)| (t, ((1.0 + n) / (1.0 + d as f32)).ln() + 1.0))
+                .collect();
         }
         self.stats = s;
     }
@@ -245,14 +267,22 @@ impl TextEncoder {
     /// Encode captions into the full text feature (word2vec mean, then the bag if configured).
     pub fn features(&self, captions: &[String]) -> (Array2<f32>, OovReport) {
         let (w2v, rep) = self.encode(captions);
-        let Some(bag) = &self.cfg.bag else { return (w2v, rep) };
-        let index: HashMap<&str, usize> =
-            self.stats.bag_vocab.iter().enumerate().map(|(i, (t, _))| (t.as_str(), i)).collect();
+        let Some(bag) = &self.cfg.bag else {
+            return (w2v, rep);
+        };
+        let index: HashMap<&str, usize> = self
+            .stats
+            .bag_vocab
+            .iter()
+            .enumerate()
+            .map(|(i, (t, _))| (t.as_str(), i))
+            .collect();
         let d = self.dim();
         let mut out = Array2::<f32>::zeros((captions.len(), self.feature_dim()));
         for (i, c) in captions.iter().enumerate() {
             let mut row = out.row_mut(i);
-            row.slice_mut(ndarray::s![..d]).assign(&(&w2v.row(i) * bag.w2v_weight));
+            row.slice_mut(ndarray::s![..d])
+                .assign(&(&w2v.row(i) * bag.w2v_weight));
             let mut tf: HashMap<usize, f32> = HashMap::new();
             for t in self.bag_terms(c, bag) {
                 if let Some(&j) = index.get(t.as_str()) {
@@ -301,7 +331,10 @@ impl TextEncoder {
     pub fn encode(&self, captions: &[String]) -> (Array2<f32>, OovReport) {
         let d = self.dim();
         let mut out = Array2::<f32>::zeros((captions.len(), d));
-        let mut rep = OovReport { captions: captions.len(), ..Default::default() };
+        let mut rep = OovReport {
+            captions: captions.len(),
+            ..Default::default()
+        };
         let mut oov_counts: HashMap<String, usize> = HashMap::new();
         for (i, c) in captions.iter().enumerate() {
             let mut acc = Array1::<f32>::zeros(d);
@@ -314,8 +347,10 @@ impl TextEncoder {
                         Some(v)
                     }
                     None if self.cfg.char_fallback => {
-                        let chars: Vec<Array1<f32>> =
-                            tok.chars().filter_map(|ch| self.vector(ch.encode_utf8(&mut [0; 4]))).collect();
+                        let chars: Vec<Array1<f32>> = tok
+                            .chars()
+                            .filter_map(|ch| self.vector(ch.encode_utf8(&mut [0; 4])))
+                            .collect();
                         if chars.is_empty() {
                             None
                         } else {
@@ -355,13 +390,18 @@ impl TextEncoder {
     pub fn nearest(&self, word: &str, k: usize) -> Vec<(String, f32)> {
         self.emb
             .word_similarity(word, k, None)
-            .map(|v| v.into_iter().map(|s| (s.word().to_string(), s.cosine_similarity())).collect())
+            .map(|v| {
+                v.into_iter()
+                    .map(|s| (s.word().to_string(), s.cosine_similarity()))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
 
 fn load_word2vec(path: &Path) -> Result<Embeddings<SimpleVocab, NdArray>> {
-    let f = std::fs::File::open(path).map_err(|e| Error::asset(path, format!("cannot open word vectors ({e})")))?;
+    let f = std::fs::File::open(path)
+        .map_err(|e| Error::asset(path, format!("cannot open word vectors ({e})")))?;
     crate::assets::verify_checksum(path)?;
     let mut r = BufReader::new(f);
     let e: Embeddings<SimpleVocab, NdArray> = Embeddings::read_word2vec_binary(&mut r)

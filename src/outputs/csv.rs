@@ -28,8 +28,16 @@ impl Task {
 
 /// Check that every query has exactly ranks 1..=5 with 5 distinct results drawn from the gallery,
 /// and that no other query appears.
-pub fn validate(path: &Path, rows: &[(String, usize, String)], queries: &[String], gallery: &HashSet<&str>) -> Result<()> {
-    let bad = |msg: String| Error::Validation { path: path.to_path_buf(), msg };
+pub fn validate(
+    path: &Path,
+    rows: &[(String, usize, String)],
+    queries: &[String],
+    gallery: &HashSet<&str>,
+) -> Result<()> {
+    let bad = |msg: String| Error::Validation {
+        path: path.to_path_buf(),
+        msg,
+    };
     let wanted: HashSet<&str> = queries.iter().map(String::as_str).collect();
     let mut by_query: HashMap<&str, Vec<(usize, &str)>> = HashMap::new();
     for (q, r, res) in rows {
@@ -37,7 +45,9 @@ pub fn validate(path: &Path, rows: &[(String, usize, String)], queries: &[String
             return Err(bad(format!("unexpected query id `{q}`")));
         }
         if !gallery.contains(res.as_str()) {
-            return Err(bad(format!("query `{q}`: result `{res}` is not in the gallery")));
+            return Err(bad(format!(
+                "query `{q}`: result `{res}` is not in the gallery"
+            )));
         }
         by_query.entry(q).or_default().push((*r, res));
     }
@@ -46,13 +56,18 @@ pub fn validate(path: &Path, rows: &[(String, usize, String)], queries: &[String
             return Err(bad(format!("query `{q}` has no results")));
         };
         if list.len() != TOP {
-            return Err(bad(format!("query `{q}` has {} results, expected {TOP}", list.len())));
+            return Err(bad(format!(
+                "query `{q}` has {} results, expected {TOP}",
+                list.len()
+            )));
         }
         let ranks: HashSet<usize> = list.iter().map(|x| x.0).collect();
         if ranks != (1..=TOP).collect() {
             let mut r: Vec<usize> = list.iter().map(|x| x.0).collect();
             r.sort_unstable();
-            return Err(bad(format!("query `{q}` has ranks {r:?}, expected 1..={TOP} once each")));
+            return Err(bad(format!(
+                "query `{q}` has ranks {r:?}, expected 1..={TOP} once each"
+            )));
         }
         let distinct: HashSet<&str> = list.iter().map(|x| x.1).collect();
         if distinct.len() != TOP {
@@ -64,21 +79,37 @@ pub fn validate(path: &Path, rows: &[(String, usize, String)], queries: &[String
 
 /// Validate and atomically write a result file. `results[i]` are the gallery ids for `queries[i]`,
 /// best first.
-pub fn write_results(path: &Path, task: Task, queries: &[String], results: &[Vec<String>], gallery: &[String]) -> Result<()> {
+pub fn write_results(
+    path: &Path,
+    task: Task,
+    queries: &[String],
+    results: &[Vec<String>],
+    gallery: &[String],
+) -> Result<()> {
     if gallery.len() < TOP {
         return Err(Error::Validation {
             path: path.to_path_buf(),
-            msg: format!("the gallery has {} items; a top-{TOP} answer needs at least {TOP}", gallery.len()),
+            msg: format!(
+                "the gallery has {} items; a top-{TOP} answer needs at least {TOP}",
+                gallery.len()
+            ),
         });
     }
     let rows: Vec<(String, usize, String)> = queries
         .iter()
         .zip(results)
-        .flat_map(|(q, res)| res.iter().enumerate().map(move |(k, r)| (q.clone(), k + 1, r.clone())))
+        .flat_map(|(q, res)| {
+            res.iter()
+                .enumerate()
+                .map(move |(k, r)| (q.clone(), k + 1, r.clone()))
+        })
         .collect();
     let gset: HashSet<&str> = gallery.iter().map(String::as_str).collect();
     validate(path, &rows, queries, &gset)?;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
     {
@@ -86,7 +117,8 @@ pub fn write_results(path: &Path, task: Task, queries: &[String], results: &[Vec
         let io = |e: ::csv::Error| Error::file(path, e.to_string());
         w.write_record(task.header()).map_err(io)?;
         for (q, r, res) in &rows {
-            w.write_record([q.as_str(), &r.to_string(), res.as_str()]).map_err(io)?;
+            w.write_record([q.as_str(), &r.to_string(), res.as_str()])
+                .map_err(io)?;
         }
         w.flush().map_err(|e| Error::io(path, e))?;
     }
@@ -102,10 +134,13 @@ pub fn check_file(path: &Path, task: Task, queries: &[String], gallery: &[String
     let cols = [t.column(h[0])?, t.column(h[1])?, t.column(h[2])?];
     let mut rows = Vec::new();
     for (i, r) in t.rows.iter().enumerate() {
-        let rank: usize = r[cols[1]]
-            .trim()
-            .parse()
-            .map_err(|_| Error::row(path, i + 1, format!("rank `{}` is not a number", r[cols[1]])))?;
+        let rank: usize = r[cols[1]].trim().parse().map_err(|_| {
+            Error::row(
+                path,
+                i + 1,
+                format!("rank `{}` is not a number", r[cols[1]]),
+            )
+        })?;
         rows.push((r[cols[0]].clone(), rank, r[cols[2]].clone()));
     }
     let gset: HashSet<&str> = gallery.iter().map(String::as_str).collect();
@@ -114,19 +149,28 @@ pub fn check_file(path: &Path, task: Task, queries: &[String], gallery: &[String
 
 /// Write a skip list (`file,row,id,reason`), atomically.
 pub fn write_skips(path: &Path, skips: &[Skip]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
     let mut s = String::from("file,row,id,reason\n");
     {
-        let mut w = ::csv::WriterBuilder::new().has_headers(false).from_writer(Vec::new());
+        let mut w = ::csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(Vec::new());
         for k in skips {
             w.write_record([k.file.as_str(), &k.row.to_string(), &k.id, &k.reason])
                 .map_err(|e| Error::file(path, e.to_string()))?;
         }
-        s.push_str(&String::from_utf8_lossy(&w.into_inner().map_err(|e| Error::file(path, e.to_string()))?));
+        s.push_str(&String::from_utf8_lossy(
+            &w.into_inner()
+                .map_err(|e| Error::file(path, e.to_string()))?,
+        ));
     }
-    tmp.write_all(s.as_bytes()).map_err(|e| Error::io(path, e))?;
+    tmp.write_all(s.as_bytes())
+        .map_err(|e| Error::io(path, e))?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     Ok(())
 }
@@ -160,7 +204,11 @@ mod tests {
         let q = ids("W", 2);
         let g = ids("I", 6);
         let gs: HashSet<&str> = g.iter().map(String::as_str).collect();
-        let full = |qq: &str| (1..=5).map(|r| (qq.to_string(), r, g[r].clone())).collect::<Vec<_>>();
+        let full = |qq: &str| {
+            (1..=5)
+                .map(|r| (qq.to_string(), r, g[r].clone()))
+                .collect::<Vec<_>>()
+        };
         // missing query W1
         let e = validate(&p, &full("W0"), &q, &gs).unwrap_err().to_string();
         assert!(e.contains("`W1` has no results"), "{e}");
@@ -180,7 +228,10 @@ mod tests {
         let mut rows = full("W0");
         rows.extend(full("W1"));
         rows[1].2 = rows[0].2.clone();
-        assert!(validate(&p, &rows, &q, &gs).unwrap_err().to_string().contains("repeats"));
+        assert!(validate(&p, &rows, &q, &gs)
+            .unwrap_err()
+            .to_string()
+            .contains("repeats"));
     }
 
     #[test]
@@ -188,7 +239,15 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("result2.csv");
         let g = ids("W", 3);
-        let e = write_results(&p, Task::ImageToText, &ids("I", 1), &[g.clone()], &g).unwrap_err().to_string();
+        let e = write_results(
+            &p,
+            Task::ImageToText,
+            &ids("I", 1),
+            std::slice::from_ref(&g),
+            &g,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("gallery has 3 items"), "{e}");
         assert!(!p.exists());
     }

@@ -1,3 +1,3 @@
 //! What the tool writes: Teddy result files, skip lists, and the HTML result sheet.
 pub mod csv;
-
+pub mod report;

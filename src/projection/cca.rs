@@ -7,7 +7,7 @@
 //! any scale; on standardised features it is the textbook Cxx + r·I.
 use crate::error::{Error, Result};
 use ndarray::{s, Array1, Array2, Axis};
-use ndarray_linalg::{Cholesky, Diag, SVDDC, JobSvd, SolveTriangular, UPLO};
+use ndarray_linalg::{Cholesky, Diag, JobSvd, SolveTriangular, SVDDC, UPLO};
 
 /// CCA hyper-parameters.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -19,7 +19,11 @@ pub struct CcaParams {
 
 impl CcaParams {
     pub fn new(components: usize) -> Self {
-        CcaParams { components, reg_x: 0.0, reg_y: 0.0 }
+        CcaParams {
+            components,
+            reg_x: 0.0,
+            reg_y: 0.0,
+        }
     }
     pub fn reg(mut self, reg_x: f64, reg_y: f64) -> Self {
         self.reg_x = reg_x;
@@ -59,7 +63,10 @@ impl CcaParams {
     pub fn fit(&self, x: &Array2<f64>, y: &Array2<f64>) -> Result<Cca> {
         let (n, p, q) = (x.nrows(), x.ncols(), y.ncols());
         if y.nrows() != n {
-            return Err(Error::Param(format!("CCA: {n} rows of X but {} of Y", y.nrows())));
+            return Err(Error::Param(format!(
+                "CCA: {n} rows of X but {} of Y",
+                y.nrows()
+            )));
         }
         self.check(n, p, q)?;
         let mean_x = x.mean_axis(Axis(0)).expect("n >= 2");
@@ -85,10 +92,22 @@ impl CcaParams {
         let k = self.components;
         let uk = u.slice(s![.., ..k]).to_owned();
         let vk = vt.slice(s![..k, ..]).t().to_owned();
-        let wx = lx.t().to_owned().solve_triangular(UPLO::Upper, Diag::NonUnit, &uk)?;
-        let wy = ly.t().to_owned().solve_triangular(UPLO::Upper, Diag::NonUnit, &vk)?;
+        let wx = lx
+            .t()
+            .to_owned()
+            .solve_triangular(UPLO::Upper, Diag::NonUnit, &uk)?;
+        let wy = ly
+            .t()
+            .to_owned()
+            .solve_triangular(UPLO::Upper, Diag::NonUnit, &vk)?;
         let correlations = sv.slice(s![..k]).to_owned();
-        Ok(Cca { mean_x, mean_y, wx, wy, correlations })
+        Ok(Cca {
+            mean_x,
+            mean_y,
+            wx,
+            wy,
+            correlations,
+        })
     }
 }
 

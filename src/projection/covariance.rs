@@ -7,7 +7,13 @@ const SPARSE: f64 = 0.1;
 
 fn nonzeros(a: &Array2<f64>) -> Vec<Vec<(usize, f64)>> {
     a.axis_iter(Axis(0))
-        .map(|r| r.iter().enumerate().filter(|(_, v)| **v != 0.0).map(|(j, v)| (j, *v)).collect())
+        .map(|r| {
+            r.iter()
+                .enumerate()
+                .filter(|(_, v)| **v != 0.0)
+                .map(|(j, v)| (j, *v))
+                .collect()
+        })
         .collect()
 }
 
@@ -16,7 +22,12 @@ fn density(a: &Array2<f64>) -> f64 {
 }
 
 /// Cov(A, B) with the given column means.
-pub fn cross_covariance(a: &Array2<f64>, b: &Array2<f64>, mean_a: &Array1<f64>, mean_b: &Array1<f64>) -> Array2<f64> {
+pub fn cross_covariance(
+    a: &Array2<f64>,
+    b: &Array2<f64>,
+    mean_a: &Array1<f64>,
+    mean_b: &Array1<f64>,
+) -> Array2<f64> {
     let n = a.nrows();
     let denom = (n - 1) as f64;
     let (da, db) = (density(a), density(b));
@@ -69,10 +80,23 @@ mod tests {
     fn sparse_and_dense_paths_agree() {
         let n = 50;
         let dense = Array2::from_shape_fn((n, 4), |(i, j)| ((i * 7 + j * 3) as f64 * 0.37).sin());
-        let sparse = Array2::from_shape_fn((n, 30), |(i, j)| if (i + 2 * j) % 11 == 0 { 1.0 + (i % 3) as f64 } else { 0.0 });
+        let sparse = Array2::from_shape_fn((n, 30), |(i, j)| {
+            if (i + 2 * j) % 11 == 0 {
+                1.0 + (i % 3) as f64
+            } else {
+                0.0
+            }
+        });
         let mean = |m: &Array2<f64>| m.mean_axis(Axis(0)).unwrap();
-        let reference = |a: &Array2<f64>, b: &Array2<f64>| (a - &mean(a)).t().dot(&(b - &mean(b))) / (n - 1) as f64;
-        for (a, b) in [(&dense, &sparse), (&sparse, &dense), (&sparse, &sparse), (&dense, &dense)] {
+        let reference = |a: &Array2<f64>, b: &Array2<f64>| {
+            (a - &mean(a)).t().dot(&(b - &mean(b))) / (n - 1) as f64
+        };
+        for (a, b) in [
+            (&dense, &sparse),
+            (&sparse, &dense),
+            (&sparse, &sparse),
+            (&dense, &dense),
+        ] {
             let got = cross_covariance(a, b, &mean(a), &mean(b));
             let want = reference(a, b);
             assert!((&got - &want).iter().all(|d| d.abs() < 1e-10));

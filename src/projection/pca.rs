@@ -11,7 +11,17 @@ use linfa::DatasetBase;
 use ndarray::{Array1, Array2, Axis};
 use ndarray_linalg::{Eigh, UPLO};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum PcaSolver {
     #[default]
@@ -72,7 +82,10 @@ fn fit_eigh(x: &Array2<f64>, k: usize, whiten: bool) -> Result<PcaMap> {
         let j = d - 1 - i;
         let mut row = vecs.column(j).to_owned();
         // Sign convention (as scikit-learn's svd_flip): the largest-magnitude entry is positive.
-        let big = row.iter().cloned().fold(0.0f64, |a, v| if v.abs() > a.abs() { v } else { a });
+        let big = row
+            .iter()
+            .cloned()
+            .fold(0.0f64, |a, v| if v.abs() > a.abs() { v } else { a });
         if big < 0.0 {
             row.mapv_inplace(|v| -v);
         }
@@ -82,7 +95,11 @@ fn fit_eigh(x: &Array2<f64>, k: usize, whiten: bool) -> Result<PcaMap> {
         components.row_mut(i).assign(&row);
         ratio[i] = vals[j].max(0.0) / total.max(f64::MIN_POSITIVE);
     }
-    Ok(PcaMap { mean, components, explained_variance_ratio: ratio })
+    Ok(PcaMap {
+        mean,
+        components,
+        explained_variance_ratio: ratio,
+    })
 }
 
 impl PcaMap {
@@ -110,11 +127,18 @@ mod tests {
         let b = fit(&x, 3, false, PcaSolver::Linfa).unwrap();
         for i in 0..3 {
             let dot = a.components.row(i).dot(&b.components.row(i));
-            assert!((dot.abs() - 1.0).abs() < 1e-6, "component {i}: |dot| = {}", dot.abs());
+            assert!(
+                (dot.abs() - 1.0).abs() < 1e-6,
+                "component {i}: |dot| = {}",
+                dot.abs()
+            );
         }
         // linfa normalises the ratio over the k components it kept, so compare relative sizes.
         let rel = |r: &Array1<f64>| r.mapv(|v| v / r[0]);
-        let (ra, rb) = (rel(&a.explained_variance_ratio), rel(&b.explained_variance_ratio));
+        let (ra, rb) = (
+            rel(&a.explained_variance_ratio),
+            rel(&b.explained_variance_ratio),
+        );
         assert!((&ra - &rb).iter().all(|d| d.abs() < 1e-6), "{ra} vs {rb}");
     }
 
@@ -134,6 +158,9 @@ mod tests {
 
     #[test]
     fn too_many_components_is_an_error() {
-        assert!(fit(&data(), 7, false, PcaSolver::Eigh).unwrap_err().to_string().contains("0 < k <= 6"));
+        assert!(fit(&data(), 7, false, PcaSolver::Eigh)
+            .unwrap_err()
+            .to_string()
+            .contains("0 < k <= 6"));
     }
 }

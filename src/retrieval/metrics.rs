@@ -33,7 +33,11 @@ pub fn rank_of(row: &[f32], truth: &[usize]) -> usize {
         .iter()
         .map(|&t| {
             let tv = (t, row[t]);
-            1 + row.iter().enumerate().filter(|&(j, &v)| j != t && better((j, v), tv)).count()
+            1 + row
+                .iter()
+                .enumerate()
+                .filter(|&(j, &v)| j != t && better((j, v), tv))
+                .count()
         })
         .min()
         .expect("at least one true item")
@@ -52,7 +56,12 @@ pub fn recall(ranks: &[usize]) -> Recall {
     } else {
         (sorted[sorted.len() / 2 - 1] + sorted[sorted.len() / 2]) as f64 / 2.0
     };
-    Recall { r1: at(1), r5: at(5), r10: at(10), medr }
+    Recall {
+        r1: at(1),
+        r5: at(5),
+        r10: at(10),
+        medr,
+    }
 }
 
 /// Evaluate a text × image similarity matrix; `owner[t]` is the image of caption t.
@@ -74,7 +83,12 @@ pub fn evaluate(sim: ArrayView2<f32>, owner: &[usize]) -> EvalReport {
         .filter(|&i| !captions_of[i].is_empty())
         .map(|i| rank_of(simt.row(i).to_vec().as_slice(), &captions_of[i]))
         .collect();
-    EvalReport { i2t: recall(&i2t), t2i: recall(&t2i), n_images: i2t.len(), n_texts }
+    EvalReport {
+        i2t: recall(&i2t),
+        t2i: recall(&t2i),
+        n_images: i2t.len(),
+        n_texts,
+    }
 }
 
 #[cfg(test)]
@@ -87,9 +101,9 @@ mod tests {
         // 4 captions × 3 images; captions 0,1 belong to image 0, 2 to image 1, 3 to image 2.
         let sim = array![
             [0.9f32, 0.1, 0.2], // t0: image 0 first → rank 1
-            [0.5, 0.5, 0.7],    // t1: image 2 first, tie 0.5 between 0 and 1 → image 0 rank 2 (lower index wins)
-            [0.3, 0.3, 0.3],    // t2: all tied, image 1 loses to image 0 → rank 2
-            [0.8, 0.1, 0.0],    // t3: image 2 last → rank 3
+            [0.5, 0.5, 0.7], // t1: image 2 first, tie 0.5 between 0 and 1 → image 0 rank 2 (lower index wins)
+            [0.3, 0.3, 0.3], // t2: all tied, image 1 loses to image 0 → rank 2
+            [0.8, 0.1, 0.0], // t3: image 2 last → rank 3
         ];
         let owner = [0, 0, 1, 2];
         let r = evaluate(sim.view(), &owner);

@@ -14,7 +14,11 @@ pub fn better(a: (usize, f32), b: (usize, f32)) -> bool {
 
 /// The `k` best gallery rows for every query row (rows are expected L2-normalised: the dot
 /// product is the cosine). Returns (gallery index, score), best first.
-pub fn top_k(queries: ArrayView2<f32>, gallery: ArrayView2<f32>, k: usize) -> Vec<Vec<(usize, f32)>> {
+pub fn top_k(
+    queries: ArrayView2<f32>,
+    gallery: ArrayView2<f32>,
+    k: usize,
+) -> Vec<Vec<(usize, f32)>> {
     let k = k.min(gallery.nrows());
     let mut out = Vec::with_capacity(queries.nrows());
     for start in (0..queries.nrows()).step_by(BLOCK) {
@@ -38,7 +42,10 @@ pub fn select_k(row: &[f32], k: usize) -> Vec<(usize, f32)> {
         if best.len() == k && !better((j, v), best[k - 1]) {
             continue;
         }
-        let pos = best.iter().position(|&b| better((j, v), b)).unwrap_or(best.len());
+        let pos = best
+            .iter()
+            .position(|&b| better((j, v), b))
+            .unwrap_or(best.len());
         best.insert(pos, (j, v));
         best.truncate(k);
     }

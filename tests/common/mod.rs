@@ -16,7 +16,11 @@ pub fn shared_data() -> PathBuf {
 /// The models folder filled by scripts/setup.sh.
 pub fn models() -> PathBuf {
     let p = tuwen::features::image::backbone::default_models_dir();
-    assert!(p.join("SHA256SUMS").is_file(), "run `bash scripts/setup.sh` first: {} is not set up", p.display());
+    assert!(
+        p.join("SHA256SUMS").is_file(),
+        "run `bash scripts/setup.sh` first: {} is not set up",
+        p.display()
+    );
     p
 }
 

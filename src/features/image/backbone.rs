@@ -149,7 +149,10 @@ impl Backbone {
             Some("imagenet-rgb") => Preprocess::ImagenetRgb,
             Some("mean0.5-std0.5") => Preprocess::Half,
             other => {
-                return Err(Error::asset(&path, format!("unknown preprocessing tag {other:?}")))
+                return Err(Error::asset(
+                    &path,
+                    format!("unknown preprocessing tag {other:?}"),
+                ))
             }
         };
         let arch_ok = match kind {
@@ -173,7 +176,13 @@ impl Backbone {
         } else {
             efficientnet_layout(&path, &weights)?
         };
-        Ok(Backbone { kind, preprocess, device, weights, net })
+        Ok(Backbone {
+            kind,
+            preprocess,
+            device,
+            weights,
+            net,
+        })
     }
 
     fn w(&self, name: &str) -> &Tensor {
@@ -228,11 +237,35 @@ impl Backbone {
                     let p = format!("_blocks.{}", b.index);
                     let input = x.shallow_clone();
                     if b.expand {
-                        x = self.conv_bn(&x, &format!("{p}._expand_conv"), &format!("{p}._bn0"), 1, 1, 1, true);
+                        x = self.conv_bn(
+                            &x,
+                            &format!("{p}._expand_conv"),
+                            &format!("{p}._bn0"),
+                            1,
+                            1,
+                            1,
+                            true,
+                        );
                     }
                     let ch = x.size()[1];
-                    x = self.conv_bn(&x, &format!("{p}._depthwise_conv"), &format!("{p}._bn1"), b.kernel, b.stride, ch, true);
-                    x = self.conv_bn(&x, &format!("{p}._project_conv"), &format!("{p}._bn2"), 1, 1, 1, false);
+                    x = self.conv_bn(
+                        &x,
+                        &format!("{p}._depthwise_conv"),
+                        &format!("{p}._bn1"),
+                        b.kernel,
+                        b.stride,
+                        ch,
+                        true,
+                    );
+                    x = self.conv_bn(
+                        &x,
+                        &format!("{p}._project_conv"),
+                        &format!("{p}._bn2"),
+                        1,
+                        1,
+                        1,
+                        false,
+                    );
                     if b.skip {
                         x += input;
                     }
@@ -244,9 +277,25 @@ impl Backbone {
 
     /// conv (TensorFlow "SAME" padding, no bias) + batch norm (+ ReLU6): EfficientNet's unit.
     #[allow(clippy::too_many_arguments)]
-    fn conv_bn(&self, x: &Tensor, conv: &str, bn: &str, k: i64, s: i64, groups: i64, act: bool) -> Tensor {
+    fn conv_bn(
+        &self,
+        x: &Tensor,
+        conv: &str,
+        bn: &str,
+        k: i64,
+        s: i64,
+        groups: i64,
+        act: bool,
+    ) -> Tensor {
         let x = same_pad(x, k, s);
-        let y = x.conv2d(self.w(&format!("{conv}.weight")), None::<Tensor>, [s, s], [0, 0], [1, 1], groups);
+        let y = x.conv2d(
+            self.w(&format!("{conv}.weight")),
+            None::<Tensor>,
+            [s, s],
+            [0, 0],
+            [1, 1],
+            groups,
+        );
         let y = y.batch_norm(
             Some(self.w(&format!("{bn}.weight"))),
             Some(self.w(&format!("{bn}.bias"))),
@@ -271,9 +320,12 @@ impl Backbone {
             Pooling::Max => map.amax([2i64, 3].as_slice(), false),
             Pooling::Grid => {
                 if !self.kind.is_vgg() {
-                    return Err(Error::Param("grid pooling (pool5) is defined for VGG only".into()));
+                    return Err(Error::Param(
+                        "grid pooling (pool5) is defined for VGG only".into(),
+                    ));
                 }
-                map.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false).flatten(1, -1)
+                map.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false)
+                    .flatten(1, -1)
             }
         })
     }
@@ -283,7 +335,9 @@ impl Backbone {
         if self.kind.is_vgg() {
             return None;
         }
-        let pooled = self.feature_map(x).mean_dim([2i64, 3].as_slice(), false, Kind::Float);
+        let pooled = self
+            .feature_map(x)
+            .mean_dim([2i64, 3].as_slice(), false, Kind::Float);
         Some(pooled.linear(self.w("_fc.weight"), Some(self.w("_fc.bias"))))
     }
 }
@@ -310,7 +364,11 @@ fn need(path: &Path, w: &HashMap<String, Tensor>, name: &str) -> Result<()> {
 }
 
 fn vgg_layout(path: &Path, w: &HashMap<String, Tensor>, kind: BackboneKind) -> Result<Net> {
-    let blocks: &[usize] = if kind == BackboneKind::Vgg19 { &[2, 2, 4, 4, 4] } else { &[2, 2, 3, 3, 3] };
+    let blocks: &[usize] = if kind == BackboneKind::Vgg19 {
+        &[2, 2, 4, 4, 4]
+    } else {
+        &[2, 2, 3, 3, 3]
+    };
     let mut convs = Vec::new();
     let mut idx = 0;
     for &n in blocks {
@@ -330,7 +388,12 @@ fn vgg_layout(path: &Path, w: &HashMap<String, Tensor>, kind: BackboneKind) -> R
 /// seven stages have strides 1,2,2,2,1,2,1.
 fn efficientnet_layout(path: &Path, w: &HashMap<String, Tensor>) -> Result<Net> {
     const STAGE_STRIDES: [i64; 7] = [1, 2, 2, 2, 1, 2, 1];
-    for n in ["_conv_stem.weight", "_conv_head.weight", "_fc.weight", "_fc.bias"] {
+    for n in [
+        "_conv_stem.weight",
+        "_conv_head.weight",
+        "_fc.weight",
+        "_fc.bias",
+    ] {
         need(path, w, n)?;
     }
     let mut blocks = Vec::new();
@@ -338,7 +401,9 @@ fn efficientnet_layout(path: &Path, w: &HashMap<String, Tensor>) -> Result<Net> 
     let mut prev_out = -1;
     for index in 0.. {
         let p = format!("_blocks.{index}");
-        let Some(dw) = w.get(&format!("{p}._depthwise_conv.weight")) else { break };
+        let Some(dw) = w.get(&format!("{p}._depthwise_conv.weight")) else {
+            break;
+        };
         need(path, w, &format!("{p}._project_conv.weight"))?;
         let expand_w = w.get(&format!("{p}._expand_conv.weight"));
         let in_ch = match expand_w {
@@ -350,7 +415,11 @@ fn efficientnet_layout(path: &Path, w: &HashMap<String, Tensor>) -> Result<Net> 
         if opens_stage {
             stage += 1;
         }
-        let stride = if opens_stage { *STAGE_STRIDES.get(stage as usize).unwrap_or(&1) } else { 1 };
+        let stride = if opens_stage {
+            *STAGE_STRIDES.get(stage as usize).unwrap_or(&1)
+        } else {
+            1
+        };
         blocks.push(Block {
             index,
             expand: expand_w.is_some(),
@@ -361,7 +430,10 @@ fn efficientnet_layout(path: &Path, w: &HashMap<String, Tensor>) -> Result<Net> 
         prev_out = out_ch;
     }
     if blocks.is_empty() || stage != 6 {
-        return Err(Error::asset(path, format!("unexpected EfficientNet layout ({} blocks)", blocks.len())));
+        return Err(Error::asset(
+            path,
+            format!("unexpected EfficientNet layout ({} blocks)", blocks.len()),
+        ));
     }
     Ok(Net::EfficientNet(blocks))
 }

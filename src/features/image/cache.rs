@@ -22,8 +22,15 @@ impl FeatureCache {
         let rd = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
         for entry in rd {
             let path = entry.map_err(|e| Error::io(dir, e))?.path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
-            let Some(num) = name.strip_prefix("shard-").and_then(|n| n.strip_suffix(".safetensors")) else {
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_string();
+            let Some(num) = name
+                .strip_prefix("shard-")
+                .and_then(|n| n.strip_suffix(".safetensors"))
+            else {
                 continue;
             };
             if let Ok(k) = num.parse::<usize>() {
@@ -32,7 +39,12 @@ impl FeatureCache {
             let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
             read_shard(&path, &bytes, dim, &mut rows)?;
         }
-        Ok(FeatureCache { dir: dir.to_path_buf(), dim, rows, next })
+        Ok(FeatureCache {
+            dir: dir.to_path_buf(),
+            dim,
+            rows,
+            next,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -58,16 +70,24 @@ impl FeatureCache {
                 data.extend_from_slice(&v.to_le_bytes());
             }
         }
-        let hashes: String = entries.iter().map(|(h, _)| h.to_hex().to_string()).collect::<Vec<_>>().join(",");
+        let hashes: String = entries
+            .iter()
+            .map(|(h, _)| h.to_hex().to_string())
+            .collect::<Vec<_>>()
+            .join(",");
         let view = TensorView::new(Dtype::F32, vec![entries.len(), self.dim], &data)
             .map_err(|e| Error::Model(format!("cache shard: {e}")))?;
         let meta = Some(HashMap::from([("hashes".to_string(), hashes)]));
         let bytes = safetensors::serialize([("features", view)], &meta)
             .map_err(|e| Error::Model(format!("cache shard: {e}")))?;
         let path = self.dir.join(format!("shard-{:06}.safetensors", self.next));
-        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
-        tmp.write_all(&bytes).map_err(|e| Error::io(tmp.path(), e))?;
-        tmp.as_file().sync_all().map_err(|e| Error::io(tmp.path(), e))?;
+        let mut tmp =
+            tempfile::NamedTempFile::new_in(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        tmp.write_all(&bytes)
+            .map_err(|e| Error::io(tmp.path(), e))?;
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| Error::io(tmp.path(), e))?;
         tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
         self.next += 1;
         for (h, r) in entries {
@@ -77,8 +97,18 @@ impl FeatureCache {
     }
 }
 
-fn read_shard(path: &Path, bytes: &[u8], dim: usize, rows: &mut HashMap<[u8; 32], Vec<f32>>) -> Result<()> {
-    let bad = |m: String| Error::file(path, format!("corrupt feature-cache shard ({m}); delete it"));
+fn read_shard(
+    path: &Path,
+    bytes: &[u8],
+    dim: usize,
+    rows: &mut HashMap<[u8; 32], Vec<f32>>,
+) -> Result<()> {
+    let bad = |m: String| {
+        Error::file(
+            path,
+            format!("corrupt feature-cache shard ({m}); delete it"),
+        )
+    };
     let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| bad(e.to_string()))?;
     let hashes = meta
         .metadata()
@@ -89,11 +119,18 @@ fn read_shard(path: &Path, bytes: &[u8], dim: usize, rows: &mut HashMap<[u8; 32]
     let t = st.tensor("features").map_err(|e| bad(e.to_string()))?;
     let hashes: Vec<&str> = hashes.split(',').collect();
     if t.dtype() != Dtype::F32 || t.shape() != [hashes.len(), dim] {
-        return Err(bad(format!("shape {:?}, expected [{}, {dim}]", t.shape(), hashes.len())));
+        return Err(bad(format!(
+            "shape {:?}, expected [{}, {dim}]",
+            t.shape(),
+            hashes.len()
+        )));
     }
     for (h, chunk) in hashes.iter().zip(t.data().chunks(dim * 4)) {
         let h = blake3::Hash::from_hex(h).map_err(|e| bad(e.to_string()))?;
-        let v = chunk.chunks(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let v = chunk
+            .chunks(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
         rows.insert(*h.as_bytes(), v);
     }
     Ok(())

@@ -35,7 +35,9 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
     match reader.format() {
         None => return Err(DecodeError::UnknownFormat),
         Some(image::ImageFormat::Jpeg) if !jpeg_has_end(bytes) => {
-            return Err(DecodeError::Corrupt("JPEG data ends before its end-of-image marker".into()))
+            return Err(DecodeError::Corrupt(
+                "JPEG data ends before its end-of-image marker".into(),
+            ))
         }
         _ => {}
     }
@@ -57,7 +59,9 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
     if w > MAX_SIDE || h > MAX_SIDE || decoder.total_bytes() > MAX_ALLOC {
         return Err(DecodeError::TooLarge(format!("{w}x{h}")));
     }
-    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
     // For GIF (animated or not) the plain decoder yields the first frame.
     let mut img = DynamicImage::from_decoder(decoder).map_err(classify)?;
     img.apply_orientation(orientation);
@@ -67,7 +71,9 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
 /// The JPEG decoder fills a cut-off scan with grey instead of failing; a whole file has an EOI
 /// marker (FF D9) after its first scan (FF DA), which cannot occur inside entropy-coded data.
 fn jpeg_has_end(bytes: &[u8]) -> bool {
-    let Some(sos) = bytes.windows(2).position(|w| w == [0xFF, 0xDA]) else { return false };
+    let Some(sos) = bytes.windows(2).position(|w| w == [0xFF, 0xDA]) else {
+        return false;
+    };
     bytes[sos..].windows(2).any(|w| w == [0xFF, 0xD9])
 }
 

@@ -27,7 +27,11 @@ pub struct ImageFeatureConfig {
 
 impl Default for ImageFeatureConfig {
     fn default() -> Self {
-        ImageFeatureConfig { backbone: BackboneKind::Vgg19, pooling: Pooling::Avg, flip: false }
+        ImageFeatureConfig {
+            backbone: BackboneKind::Vgg19,
+            pooling: Pooling::Avg,
+            flip: false,
+        }
     }
 }
 
@@ -77,7 +81,9 @@ impl Default for ExtractOptions {
 
 /// `$TUWEN_CACHE`, else `tuwen-cache` in the working directory.
 pub fn default_cache_dir() -> PathBuf {
-    std::env::var_os("TUWEN_CACHE").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("tuwen-cache"))
+    std::env::var_os("TUWEN_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("tuwen-cache"))
 }
 
 /// Features for a list of image ids, in the order asked; ids that failed are listed in `skipped`.
@@ -105,7 +111,12 @@ pub struct ExtractStats {
 impl ImageFeatures {
     /// Row index of every usable id.
     pub fn index(&self) -> HashMap<&str, usize> {
-        self.ids.iter().enumerate().filter(|(i, _)| self.ok[*i]).map(|(i, id)| (id.as_str(), i)).collect()
+        self.ids
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.ok[*i])
+            .map(|(i, id)| (id.as_str(), i))
+            .collect()
     }
 }
 
@@ -116,10 +127,19 @@ enum Status {
 }
 
 /// Extract features for `ids` (file names under `dir`).
-pub fn extract(ids: &[String], dir: &Path, cfg: &ImageFeatureConfig, opts: &ExtractOptions) -> Result<ImageFeatures> {
+pub fn extract(
+    ids: &[String],
+    dir: &Path,
+    cfg: &ImageFeatureConfig,
+    opts: &ExtractOptions,
+) -> Result<ImageFeatures> {
     let t0 = Instant::now();
-    if cfg.pooling == Pooling::Grid && !matches!(cfg.backbone, BackboneKind::Vgg16 | BackboneKind::Vgg19) {
-        return Err(Error::Param("grid pooling (pool5) is defined for VGG only".into()));
+    if cfg.pooling == Pooling::Grid
+        && !matches!(cfg.backbone, BackboneKind::Vgg16 | BackboneKind::Vgg19)
+    {
+        return Err(Error::Param(
+            "grid pooling (pool5) is defined for VGG only".into(),
+        ));
     }
     if !dir.is_dir() {
         return Err(Error::file(dir, "image folder not found"));
@@ -133,7 +153,9 @@ pub fn extract(ids: &[String], dir: &Path, cfg: &ImageFeatureConfig, opts: &Extr
     let status: Vec<Status> = ids
         .par_iter()
         .map(|id| match std::fs::read(dir.join(id)) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Status::Failed(DecodeError::Missing),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Status::Failed(DecodeError::Missing)
+            }
             Err(e) => Status::Failed(DecodeError::Io(e.to_string())),
             Ok(b) if b.is_empty() => Status::Failed(DecodeError::Empty),
             Ok(b) => {
@@ -149,7 +171,10 @@ pub fn extract(ids: &[String], dir: &Path, cfg: &ImageFeatureConfig, opts: &Extr
     let mut features = Array2::<f32>::zeros((ids.len(), dim));
     let mut ok = vec![false; ids.len()];
     let mut failures: Vec<(usize, DecodeError)> = Vec::new();
-    let mut stats = ExtractStats { requested: ids.len(), ..Default::default() };
+    let mut stats = ExtractStats {
+        requested: ids.len(),
+        ..Default::default()
+    };
     let mut todo: Vec<(usize, blake3::Hash)> = Vec::new();
     for (i, s) in status.into_iter().enumerate() {
         match s {
@@ -165,7 +190,11 @@ pub fn extract(ids: &[String], dir: &Path, cfg: &ImageFeatureConfig, opts: &Extr
 
     if !todo.is_empty() {
         let net = Backbone::load(cfg.backbone, opts.weights.as_deref(), opts.device)?;
-        let bar = progress_bar(todo.len() as u64, opts.progress, &format!("{} features", cfg.backbone.name()));
+        let bar = progress_bar(
+            todo.len() as u64,
+            opts.progress,
+            &format!("{} features", cfg.backbone.name()),
+        );
         let t_compute = Instant::now();
         // Chunks are fixed by position in the request, so an interrupted run that resumes forms
         // the same batches and computes bit-identical features.
@@ -185,7 +214,9 @@ pub fn extract(ids: &[String], dir: &Path, cfg: &ImageFeatureConfig, opts: &Extr
         let size = cfg.backbone.input_size();
         std::thread::scope(|scope| -> Result<()> {
             // Decoding of the next chunk runs while the network works on this one.
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(usize, blake3::Hash, Result<Vec<u8>, DecodeError>)>>(1);
+            let (tx, rx) = std::sync::mpsc::sync_channel::<
+                Vec<(usize, blake3::Hash, Result<Vec<u8>, DecodeError>)>,
+            >(1);
             let chunks_ref = &chunks;
             scope.spawn(move || {
                 for chunk in chunks_ref {
@@ -222,13 +253,18 @@ pub fn extract(ids: &[String], dir: &Path, cfg: &ImageFeatureConfig, opts: &Extr
                     rows.extend(f);
                     bar.inc(batch.len() as u64);
                 }
-                let entries: Vec<(blake3::Hash, &[f32])> =
-                    good.iter().zip(&rows).map(|(g, r)| (g.1, r.as_slice())).collect();
+                let entries: Vec<(blake3::Hash, &[f32])> = good
+                    .iter()
+                    .zip(&rows)
+                    .map(|(g, r)| (g.1, r.as_slice()))
+                    .collect();
                 if let Some(c) = cache.as_mut() {
                     c.write_shard(&entries)?;
                 }
                 for (g, r) in good.iter().zip(&rows) {
-                    features.row_mut(g.0).assign(&ndarray::ArrayView1::from(r.as_slice()));
+                    features
+                        .row_mut(g.0)
+                        .assign(&ndarray::ArrayView1::from(r.as_slice()));
                     ok[g.0] = true;
                     stats.computed += 1;
                 }
@@ -237,7 +273,11 @@ pub fn extract(ids: &[String], dir: &Path, cfg: &ImageFeatureConfig, opts: &Extr
         })?;
         bar.finish_and_clear();
         let secs = t_compute.elapsed().as_secs_f64();
-        stats.images_per_second = if secs > 0.0 { stats.computed as f64 / secs } else { 0.0 };
+        stats.images_per_second = if secs > 0.0 {
+            stats.computed as f64 / secs
+        } else {
+            0.0
+        };
     }
     failures.sort_by_key(|f| f.0);
     let skipped: Vec<Skip> = failures
@@ -251,11 +291,22 @@ pub fn extract(ids: &[String], dir: &Path, cfg: &ImageFeatureConfig, opts: &Extr
         .collect();
     stats.skipped = skipped.len();
     stats.seconds = t0.elapsed().as_secs_f64();
-    Ok(ImageFeatures { ids: ids.to_vec(), features, ok, skipped, stats })
+    Ok(ImageFeatures {
+        ids: ids.to_vec(),
+        features,
+        ok,
+        skipped,
+        stats,
+    })
 }
 
 /// One batch of S×S RGB pixel buffers → pooled feature rows.
-pub fn forward(net: &Backbone, pixels: &[&[u8]], size: u32, cfg: &ImageFeatureConfig) -> Result<Vec<Vec<f32>>> {
+pub fn forward(
+    net: &Backbone,
+    pixels: &[&[u8]],
+    size: u32,
+    cfg: &ImageFeatureConfig,
+) -> Result<Vec<Vec<f32>>> {
     let s = size as i64;
     let n = pixels.len() as i64;
     let flat: Vec<u8> = pixels.iter().flat_map(|p| p.iter().copied()).collect();
@@ -281,7 +332,11 @@ pub fn forward(net: &Backbone, pixels: &[&[u8]], size: u32, cfg: &ImageFeatureCo
 }
 
 /// Load images from files and run them (no cache): for tests and one-off use.
-pub fn features_of_files(net: &Backbone, files: &[PathBuf], cfg: &ImageFeatureConfig) -> Result<Vec<Vec<f32>>> {
+pub fn features_of_files(
+    net: &Backbone,
+    files: &[PathBuf],
+    cfg: &ImageFeatureConfig,
+) -> Result<Vec<Vec<f32>>> {
     let size = cfg.backbone.input_size();
     let px: Vec<Vec<u8>> = files
         .iter()

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# One experiment: fit on a training set, evaluate on its held-out set, append one JSON row to
+# experiments/results.jsonl (date, commit, data, full model config, R@1/5/10 and medr both ways,
+# fit and eval seconds).
+#   experiments/run.sh NAME DATASET [fit options...]
+# DATASET: flickr8k-cn (fit train.csv, eval val.csv), flickr8k-cn+mt (train.csv + train_mt.csv),
+#          teddy-800-200 (seeded split, see experiments/README.md), teddy+flickr (teddy 800 + flickr train).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+name=$1; dataset=$2; shift 2
+DATA=${TUWEN_DATA:-../shared/data}
+BIN=${TUWEN_BIN:-target/release/tuwen}
+F=$DATA/flickr8k-cn
+TS=runs/teddy-split
+case $dataset in
+  flickr8k-cn)    fit=(--pairs $F/train.csv --images $F/images); ev=(--pairs $F/val.csv --images $F/images) ;;
+  flickr8k-cn+mt) fit=(--pairs $F/train.csv --pairs $F/train_mt.csv --images $F/images); ev=(--pairs $F/val.csv --images $F/images) ;;
+  teddy-800-200|teddy+flickr)
+    [ -f $TS/train.csv ] || $BIN split --pairs $DATA/teddy-sample/ImageWordData.csv --images $DATA/teddy-sample/ImageData \
+        --held-out 200 --seed 2024 --out $TS --teddy-layout >/dev/null
+    fit=(--pairs $TS/train.csv --images $DATA/teddy-sample/ImageData)
+    [ $dataset = teddy+flickr ] && fit=(--pairs $TS/train.csv --pairs $F/train.csv --images $DATA/teddy-sample/ImageData --images $F/images)
+    ev=(--pairs $TS/heldout.csv --images $DATA/teddy-sample/ImageData) ;;
+  *) echo "unknown dataset $dataset" >&2; exit 2 ;;
+esac
+model=runs/exp/$name
+t0=$(date +%s.%N)
+$BIN fit "${fit[@]}" --out $model --quiet "$@" > runs/exp-$name.fit.log 2>&1 || { cat runs/exp-$name.fit.log >&2; exit 1; }
+t1=$(date +%s.%N)
+json=$($BIN eval --model $model "${ev[@]}" --json --quiet 2>/dev/null)
+t2=$(date +%s.%N)
+python3 - "$name" "$dataset" "$*" "$json" "$t0" "$t1" "$t2" "$model/config.json" <<'PY'
+import json, sys, subprocess, datetime
+name, dataset, args, ev, t0, t1, t2, cfg = sys.argv[1:]
+ev = json.loads(ev); cfg = json.load(open(cfg))
+commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+cfg["train"].pop("oov", None)
+row = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "commit": commit, "name": name,
+       "dataset": dataset, "fit_args": args, "image": cfg["image"], "text": cfg["text"],
+       "projection": cfg["projection"], "pairs_used": cfg["train"]["pairs_used"],
+       "i2t": ev["i2t"], "t2i": ev["t2i"], "n_images": ev["n_images"], "n_texts": ev["n_texts"],
+       "fit_seconds": round(float(t1) - float(t0), 1), "eval_seconds": round(float(t2) - float(t1), 1)}
+open("experiments/results.jsonl", "a").write(json.dumps(row, ensure_ascii=False) + "\n")
+print(f"{name:<28} {dataset:<15} i2t R@1/5/10 {ev['i2t']['r1']:5.1f} {ev['i2t']['r5']:5.1f} {ev['i2t']['r10']:5.1f}  "
+      f"t2i {ev['t2i']['r1']:5.1f} {ev['t2i']['r5']:5.1f} {ev['t2i']['r10']:5.1f}  fit {float(t1)-float(t0):.0f}s")
+PY
