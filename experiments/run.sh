@@ -4,6 +4,7 @@
 # fit and eval seconds).
 #   experiments/run.sh NAME DATASET [fit options...]
 # DATASET: flickr8k-cn (fit train.csv, eval val.csv), flickr8k-cn+mt (train.csv + train_mt.csv),
+#          flickr8k-cn-2000 (first 2,000 training images only, eval val.csv),
 #          teddy-800-200 (seeded split, see experiments/README.md), teddy+flickr (teddy 800 + flickr train).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,18 @@ F=$DATA/flickr8k-cn
 TS=runs/teddy-split
 case $dataset in
   flickr8k-cn)    fit=(--pairs $F/train.csv --images $F/images); ev=(--pairs $F/val.csv --images $F/images) ;;
+  flickr8k-cn-2000)  # the first 2,000 training images (in file order), for costly backbones
+    [ -f runs/subsets/train2000.csv ] || python3 - <<'PY'
+import csv, os
+rows = list(csv.reader(open(os.environ.get("TUWEN_DATA", "../shared/data") + "/flickr8k-cn/train.csv", encoding="utf-8")))
+seen, keep = set(), []
+for r in rows[1:]:
+    if r[0] not in seen and len(seen) >= 2000: continue
+    seen.add(r[0]); keep.append(r)
+os.makedirs("runs/subsets", exist_ok=True)
+w = csv.writer(open("runs/subsets/train2000.csv", "w", encoding="utf-8", newline="")); w.writerow(rows[0]); w.writerows(keep)
+PY
+    fit=(--pairs runs/subsets/train2000.csv --images $F/images); ev=(--pairs $F/val.csv --images $F/images) ;;
   flickr8k-cn+mt) fit=(--pairs $F/train.csv --pairs $F/train_mt.csv --images $F/images); ev=(--pairs $F/val.csv --images $F/images) ;;
   teddy-800-200|teddy+flickr)
     [ -f $TS/train.csv ] || $BIN split --pairs $DATA/teddy-sample/ImageWordData.csv --images $DATA/teddy-sample/ImageData \

@@ -166,6 +166,16 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
         .unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
     tmp.write_all(data).map_err(|e| Error::io(path, e))?;
+    publish(tmp, path)
+}
+
+/// Rename a finished temporary file into place, readable like any ordinary output (temporary
+/// files are created owner-only).
+pub(crate) fn publish(tmp: tempfile::NamedTempFile, path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
+        .map_err(|e| Error::io(path, e))?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     Ok(())
 }

@@ -122,9 +122,7 @@ pub fn write_results(
         }
         w.flush().map_err(|e| Error::io(path, e))?;
     }
-    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
+    crate::model::publish(tmp, path)
 }
 
 /// Read a result file back and validate it (for users checking a file, and for tests).
@@ -171,8 +169,7 @@ pub fn write_skips(path: &Path, skips: &[Skip]) -> Result<()> {
     }
     tmp.write_all(s.as_bytes())
         .map_err(|e| Error::io(path, e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
+    crate::model::publish(tmp, path)
 }
 
 #[cfg(test)]
