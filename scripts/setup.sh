@@ -97,7 +97,7 @@ for v in 0 2; do
 done
 if [ ! -f "$MODELS/words.vector" ] || [ ! -f "$MODELS/stopwords.txt" ]; then
   fetch synonyms==3.10.2 synonyms-3.10.2.tar.gz \
-    d42f4679adcac522bb6b23256a076aeea11c238eeac47d7fd731f49d7ecce094 --no-binary=:all: --no-build-isolation
+    d42f4679adcac522bb6b23256a076aeea11c238eeac47d7fd731f49d7ecce094
   tar -xzf "$DL/synonyms-3.10.2.tar.gz" -C "$MODELS" --strip-components=3 \
     synonyms-3.10.2/synonyms/data/words.vector synonyms-3.10.2/synonyms/data/stopwords.txt
 fi

@@ -1,0 +1,15 @@
+#!/usr/bin/env python3
+"""Markdown table of experiments/results.jsonl (the latest row per name): R@1/5/10 and medr both
+ways, fit seconds, and the options that define the run. `python3 experiments/summarize.py`."""
+import json, os
+here = os.path.dirname(os.path.abspath(__file__))
+rows = {}
+for line in open(os.path.join(here, "results.jsonl"), encoding="utf-8"):
+    if line.strip():
+        r = json.loads(line)
+        rows[r["name"]] = r
+print("| run | data | image→text R@1 / R@5 / R@10 (medr) | text→image R@1 / R@5 / R@10 (medr) | fit s | options |")
+print("|---|---|---|---|---|---|")
+for r in rows.values():
+    f = lambda d: f"{d['r1']:.1f} / **{d['r5']:.1f}** / {d['r10']:.1f} ({d['medr']:g})"
+    print(f"| {r['name']} | {r['dataset']} | {f(r['i2t'])} | {f(r['t2i'])} | {r['fit_seconds']:.0f} | `{r['fit_args']}` |")
