@@ -4,8 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 R=experiments/run.sh
-T="--method cca --weighting mean --bag --components 128 --reg-text 1"
-$R bb2000-lite2 flickr8k-cn-2000 --backbone efficientnet-lite2 $T
+T="--flip false --method cca --weighting mean --bag --components 128 --reg-text 1"
+$R bb2000-lite2 flickr8k-cn-2000 --backbone efficientnet-lite2 $T --image-norm none
 $R bb2000-lite2-sqrt flickr8k-cn-2000 --backbone efficientnet-lite2 $T --image-norm sqrt-l2
-$R bb2000-vgg19-avg flickr8k-cn-2000 --backbone vgg19 $T
+$R bb2000-vgg19-avg flickr8k-cn-2000 --backbone vgg19 $T --image-norm none
 $R bb2000-vgg19-avg-sqrt flickr8k-cn-2000 --backbone vgg19 $T --image-norm sqrt-l2

@@ -46,8 +46,8 @@ struct ImageArgs {
     /// How the last conv map becomes a vector (grid = VGG pool5, 25,088-d).
     #[arg(long, value_enum, default_value = "avg")]
     pooling: Pooling,
-    /// Average features of the image and its mirror image.
-    #[arg(long)]
+    /// Average features of the image and its mirror image (default on; 2× the extraction time).
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     flip: bool,
     /// Weights file (default: models/<backbone>.safetensors from scripts/setup.sh).
     #[arg(long)]
@@ -110,7 +110,7 @@ struct ExtractCmd {
 #[derive(Args)]
 struct TextArgs {
     /// Token weighting in the caption mean.
-    #[arg(long, value_enum, default_value = "sif")]
+    #[arg(long, value_enum, default_value = "mean")]
     weighting: Weighting,
     /// Use word2vec's raw vectors (with their norms) instead of unit vectors.
     #[arg(long)]
@@ -127,8 +127,9 @@ struct TextArgs {
     /// Word vectors (word2vec binary; default models/words.vector).
     #[arg(long)]
     vectors: Option<PathBuf>,
-    /// Append a TF-IDF bag of words, characters and character bigrams to the word2vec mean.
-    #[arg(long)]
+    /// Append a TF-IDF bag of words, characters and character bigrams to the word2vec mean
+    /// (default on; `--bag false` keeps word2vec only).
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     bag: bool,
     /// Bag: minimum number of training captions a term must occur in.
     #[arg(long, default_value_t = 2)]
@@ -164,10 +165,10 @@ struct FitCmd {
     #[command(flatten)]
     text: TextArgs,
     /// Normalise image features before the learned map.
-    #[arg(long, value_enum, default_value = "none")]
+    #[arg(long, value_enum, default_value = "sqrt-l2")]
     image_norm: tuwen::projection::ImageNorm,
     /// pca-cca: PCA per side then CCA; cca: CCA on the raw features.
-    #[arg(long, value_enum, default_value = "pca-cca")]
+    #[arg(long, value_enum, default_value = "cca")]
     method: Method,
     /// PCA dimensions of the image side (0: none).
     #[arg(long, default_value_t = 512)]
@@ -182,13 +183,13 @@ struct FitCmd {
     #[arg(long, value_enum, default_value = "eigh")]
     pca_solver: tuwen::projection::pca::PcaSolver,
     /// Number of canonical components kept.
-    #[arg(long, default_value_t = 96)]
+    #[arg(long, default_value_t = 256)]
     components: usize,
     /// Ridge on the image covariance, relative to its mean variance.
     #[arg(long, default_value_t = 0.3)]
     reg_image: f64,
     /// Ridge on the text covariance, relative to its mean variance.
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = 1.0)]
     reg_text: f64,
     /// Scale component k by its canonical correlation to this power.
     #[arg(long, default_value_t = 1.0)]

@@ -274,48 +274,18 @@ pub fn rank_task1(
     ex: &ExtractOptions,
     vectors: Option<&Path>,
 ) -> Result<RankOutput> {
-    let t0 = Instant::now();
-    let q = data::read_ids(word_test, "text_id", true)?;
-    let g = data::read_ids(image_data, "image_id", false)?;
-    let enc = model_text_encoder(model, vectors)?;
-    let (tf, oov) = enc.features(q.captions.as_ref().expect("caption column"));
-    let f = image::extract(&g.ids, images, &model.config.image, ex)?;
-    let keep: Vec<usize> = (0..g.ids.len()).filter(|&i| f.ok[i]).collect();
-    let gallery_ids: Vec<String> = keep.iter().map(|&i| g.ids[i].clone()).collect();
-    let gi = model
-        .projection
-        .project_images(f.features.select(Axis(0), &keep).view());
-    let qt = model.projection.project_texts(tf.view());
-    let top = rank::top_k(qt.view(), gi.view(), out_csv::TOP);
-    let results: Vec<Vec<String>> = top
-        .iter()
-        .map(|r| r.iter().map(|&(j, _)| gallery_ids[j].clone()).collect())
-        .collect();
-    out_csv::write_results(out, Task::TextToImage, &q.ids, &results, &gallery_ids)?;
-    let top = q
-        .ids
-        .iter()
-        .zip(&top)
-        .map(|(id, r)| {
-            (
-                id.clone(),
-                r.iter()
-                    .map(|&(j, s)| (gallery_ids[j].clone(), s))
-                    .collect(),
-            )
-        })
-        .collect();
-    Ok(RankOutput {
-        task: 1,
-        path: out.to_path_buf(),
-        queries: q.ids.len(),
-        gallery: gallery_ids.len(),
-        failed_queries: Vec::new(),
-        failed_gallery: f.skipped,
-        oov,
-        seconds: t0.elapsed().as_secs_f64(),
-        top,
-    })
+    let texts = data::read_ids(word_test, "text_id", true)?;
+    let imgs = data::read_ids(image_data, "image_id", false)?;
+    rank_task(
+        model,
+        Task::TextToImage,
+        &texts,
+        &imgs,
+        images,
+        out,
+        ex,
+        vectors,
+    )
 }
 
 /// Task 2: images of `image_test.csv` against the captions of `word_data.csv`.
@@ -328,41 +298,75 @@ pub fn rank_task2(
     ex: &ExtractOptions,
     vectors: Option<&Path>,
 ) -> Result<RankOutput> {
+    let imgs = data::read_ids(image_test, "image_id", false)?;
+    let texts = data::read_ids(word_data, "text_id", true)?;
+    rank_task(
+        model,
+        Task::ImageToText,
+        &texts,
+        &imgs,
+        images,
+        out,
+        ex,
+        vectors,
+    )
+}
+
+/// Both tasks: project a caption list and an image list, rank the query side against the
+/// gallery side, write the validated result file. Unreadable images leave the image side (and
+/// are reported: as failed queries in task 2, as failed gallery items in task 1).
+#[allow(clippy::too_many_arguments)]
+fn rank_task(
+    model: &Model,
+    task: Task,
+    texts: &data::IdList,
+    imgs: &data::IdList,
+    img_dir: &Path,
+    out: &Path,
+    ex: &ExtractOptions,
+    vectors: Option<&Path>,
+) -> Result<RankOutput> {
     let t0 = Instant::now();
-    let q = data::read_ids(image_test, "image_id", false)?;
-    let g = data::read_ids(word_data, "text_id", true)?;
     let enc = model_text_encoder(model, vectors)?;
-    let (tf, oov) = enc.features(g.captions.as_ref().expect("caption column"));
-    let f = image::extract(&q.ids, images, &model.config.image, ex)?;
-    let keep: Vec<usize> = (0..q.ids.len()).filter(|&i| f.ok[i]).collect();
-    let query_ids: Vec<String> = keep.iter().map(|&i| q.ids[i].clone()).collect();
-    let qi = model
+    let (tf, oov) = enc.features(texts.captions.as_ref().expect("caption column"));
+    let f = image::extract(&imgs.ids, img_dir, &model.config.image, ex)?;
+    let keep: Vec<usize> = (0..imgs.ids.len()).filter(|&i| f.ok[i]).collect();
+    let image_ids: Vec<String> = keep.iter().map(|&i| imgs.ids[i].clone()).collect();
+    let pi = model
         .projection
         .project_images(f.features.select(Axis(0), &keep).view());
-    let gt = model.projection.project_texts(tf.view());
-    let top = rank::top_k(qi.view(), gt.view(), out_csv::TOP);
+    let pt = model.projection.project_texts(tf.view());
+    let (q, g, qids, gids) = match task {
+        Task::TextToImage => (&pt, &pi, &texts.ids, &image_ids),
+        Task::ImageToText => (&pi, &pt, &image_ids, &texts.ids),
+    };
+    let top = rank::top_k(q.view(), g.view(), out_csv::TOP);
     let results: Vec<Vec<String>> = top
         .iter()
-        .map(|r| r.iter().map(|&(j, _)| g.ids[j].clone()).collect())
+        .map(|r| r.iter().map(|&(j, _)| gids[j].clone()).collect())
         .collect();
-    out_csv::write_results(out, Task::ImageToText, &query_ids, &results, &g.ids)?;
-    let top = query_ids
+    out_csv::write_results(out, task, qids, &results, gids)?;
+    let top = qids
         .iter()
         .zip(&top)
         .map(|(id, r)| {
             (
                 id.clone(),
-                r.iter().map(|&(j, s)| (g.ids[j].clone(), s)).collect(),
+                r.iter().map(|&(j, s)| (gids[j].clone(), s)).collect(),
             )
         })
         .collect();
+    let (failed_queries, failed_gallery) = match task {
+        Task::TextToImage => (Vec::new(), f.skipped),
+        Task::ImageToText => (f.skipped, Vec::new()),
+    };
     Ok(RankOutput {
-        task: 2,
+        task: if task == Task::TextToImage { 1 } else { 2 },
         path: out.to_path_buf(),
-        queries: query_ids.len(),
-        gallery: g.ids.len(),
-        failed_queries: f.skipped,
-        failed_gallery: Vec::new(),
+        queries: qids.len(),
+        gallery: gids.len(),
+        failed_queries,
+        failed_gallery,
         oov,
         seconds: t0.elapsed().as_secs_f64(),
         top,

@@ -189,6 +189,27 @@ fn cli_fit_rank_eval_on_teddy_layout() {
         texts.len()
     );
 
+    // The HTML sheet: self-contained (thumbnails embedded), true matches marked.
+    let html = root.join("sheet").join("report.html");
+    run_ok(
+        bin()
+            .args(["report", "--quiet", "--n", "5", "--model"])
+            .arg(&model)
+            .arg("--teddy-dir")
+            .arg(&d2)
+            .arg("--out")
+            .arg(&html)
+            .arg("--cache")
+            .arg(&cache),
+    );
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("Task 1, text → image") && page.contains("data:image/jpeg;base64,"));
+    assert!(
+        page.contains("class=hit"),
+        "no true match marked in the top 5 of 5 queries"
+    );
+    assert!(root.join("sheet").join("result1.csv").is_file());
+
     // eval --json prints the documented object.
     let out = bin()
         .args(["eval", "--json", "--quiet", "--model"])

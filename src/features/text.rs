@@ -74,13 +74,13 @@ impl Default for BagConfig {
 impl Default for TextFeatureConfig {
     fn default() -> Self {
         TextFeatureConfig {
-            weighting: Weighting::Sif,
+            weighting: Weighting::Mean,
             sif_a: 1e-3,
             unit_vectors: true,
             remove_stopwords: true,
             char_fallback: true,
             user_words: Vec::new(),
-            bag: None,
+            bag: Some(BagConfig::default()),
         }
     }
 }

@@ -70,14 +70,15 @@ pub struct ProjectionParams {
 
 impl Default for ProjectionParams {
     fn default() -> Self {
+        // The best configuration of experiments/README.md.
         ProjectionParams {
-            image_norm: ImageNorm::None,
-            method: Method::PcaCca,
+            image_norm: ImageNorm::SqrtL2,
+            method: Method::Cca,
             pca_image: 512,
             pca_text: 0,
             whiten: false,
             pca_solver: pca::PcaSolver::Eigh,
-            cca: CcaParams::new(96).reg(0.3, 0.01),
+            cca: CcaParams::new(256).reg(0.3, 1.0),
             power: 1.0,
         }
     }
