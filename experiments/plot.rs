@@ -22,7 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             rows.push((name, a, b));
         }
     }
-    let h = 60 + 22 * rows.len() as u32;
+    let h = 80 + 26 * rows.len() as u32;
     let out = root.join("recall.svg");
     let area = SVGBackend::new(&out, (900, h)).into_drawing_area();
     area.fill(&WHITE)?;
@@ -35,17 +35,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .x_label_area_size(30)
         .y_label_area_size(200)
         .build_cartesian_2d(0f64..70f64, 0f64..rows.len() as f64)?;
-    chart
-        .configure_mesh()
-        .disable_y_mesh()
-        .y_labels(rows.len())
-        .y_label_formatter(&|y| {
-            let i = (rows.len() as f64 - y - 0.5).round() as usize;
-            rows.get(i).map(|r| r.0.clone()).unwrap_or_default()
-        })
-        .x_desc("R@5 (%)")
-        .draw()?;
+    chart.configure_mesh().disable_y_mesh().y_labels(0).x_desc("R@5 (%)").draw()?;
     let n = rows.len() as f64;
+    // One name per row, drawn beside the axis (mesh labels would skip rows).
+    let (px0, py0) = (200 - 8, 10 + 20);
+    let row_h = (h as f64 - 30.0 - 10.0 - 20.0 - 10.0) / n;
+    for (i, (name, _, _)) in rows.iter().enumerate() {
+        let y = py0 + ((i as f64 + 0.5) * row_h) as i32;
+        area.draw(&Text::new(
+            name.clone(),
+            (px0 - 6 * name.len() as i32, y - 6),
+            ("sans-serif", 12),
+        ))?;
+    }
     for (i, (_, a, b)) in rows.iter().enumerate() {
         let y = n - i as f64 - 1.0;
         chart.draw_series([Rectangle::new(
