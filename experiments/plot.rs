@@ -35,7 +35,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .x_label_area_size(30)
         .y_label_area_size(200)
         .build_cartesian_2d(0f64..70f64, 0f64..rows.len() as f64)?;
-    chart.configure_mesh().disable_y_mesh().y_labels(0).x_desc("R@5 (%)").draw()?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .y_labels(0)
+        .x_desc("R@5 (%)")
+        .draw()?;
     let n = rows.len() as f64;
     // One name per row, drawn beside the axis (mesh labels would skip rows).
     let (px0, py0) = (200 - 8, 10 + 20);
