@@ -71,6 +71,9 @@ pub fn fit(x: &Array2<f64>, k: usize, whiten: bool, solver: PcaSolver) -> Result
 }
 
 fn fit_eigh(x: &Array2<f64>, k: usize, whiten: bool) -> Result<PcaMap> {
+    if x.ncols() > x.nrows() {
+        return fit_gram(x, k, whiten);
+    }
     let mean = x.mean_axis(Axis(0)).expect("n > k >= 1");
     let cov = super::covariance::cross_covariance(x, x, &mean, &mean);
     let (vals, vecs) = cov.eigh(UPLO::Lower)?; // ascending
@@ -91,6 +94,41 @@ fn fit_eigh(x: &Array2<f64>, k: usize, whiten: bool) -> Result<PcaMap> {
         }
         if whiten {
             row /= vals[j].max(1e-12).sqrt();
+        }
+        components.row_mut(i).assign(&row);
+        ratio[i] = vals[j].max(0.0) / total.max(f64::MIN_POSITIVE);
+    }
+    Ok(PcaMap {
+        mean,
+        components,
+        explained_variance_ratio: ratio,
+    })
+}
+
+/// Wide data (more features than rows, e.g. VGG pool5's 25,088-d on a few thousand images):
+/// diagonalise the n×n Gram matrix instead of the d×d covariance; axis i is Xcᵀuᵢ/√(λᵢ(n−1)).
+fn fit_gram(x: &Array2<f64>, k: usize, whiten: bool) -> Result<PcaMap> {
+    let n = x.nrows();
+    let mean = x.mean_axis(Axis(0)).expect("n > k >= 1");
+    let xc = x - &mean;
+    let gram = xc.dot(&xc.t()) / (n - 1) as f64;
+    let (vals, vecs) = gram.eigh(UPLO::Lower)?; // ascending; same non-zero spectrum as the covariance
+    let total: f64 = vals.iter().map(|v| v.max(0.0)).sum();
+    let mut components = Array2::<f64>::zeros((k, x.ncols()));
+    let mut ratio = Array1::<f64>::zeros(k);
+    for i in 0..k {
+        let j = n - 1 - i;
+        let lambda = vals[j].max(1e-12);
+        let mut row = xc.t().dot(&vecs.column(j)) / (lambda * (n - 1) as f64).sqrt();
+        let big = row
+            .iter()
+            .cloned()
+            .fold(0.0f64, |a, v| if v.abs() > a.abs() { v } else { a });
+        if big < 0.0 {
+            row.mapv_inplace(|v| -v);
+        }
+        if whiten {
+            row /= lambda.sqrt();
         }
         components.row_mut(i).assign(&row);
         ratio[i] = vals[j].max(0.0) / total.max(f64::MIN_POSITIVE);
@@ -140,6 +178,27 @@ mod tests {
             rel(&b.explained_variance_ratio),
         );
         assert!((&ra - &rb).iter().all(|d| d.abs() < 1e-6), "{ra} vs {rb}");
+    }
+
+    #[test]
+    fn gram_route_for_wide_data_matches_covariance_route() {
+        // 12 rows × 20 features: the Gram route is taken; compare with the covariance route.
+        let x = Array2::from_shape_fn((12, 20), |(i, j)| {
+            ((i as f64 + 1.3).powf(j as f64 * 0.13 + 0.5)).sin() * (20 - j) as f64
+        });
+        let wide = fit(&x, 5, true, PcaSolver::Eigh).unwrap();
+        let mean = x.mean_axis(Axis(0)).unwrap();
+        let cov = super::super::covariance::cross_covariance(&x, &x, &mean, &mean);
+        let (vals, vecs) = cov.eigh(UPLO::Lower).unwrap();
+        for i in 0..5 {
+            let v = vecs.column(19 - i);
+            let w = wide.components.row(i).to_owned() * vals[19 - i].sqrt(); // undo whitening
+            assert!(
+                (v.dot(&w).abs() - 1.0).abs() < 1e-8,
+                "axis {i}: {}",
+                v.dot(&w)
+            );
+        }
     }
 
     #[test]
