@@ -71,20 +71,47 @@ pub fn fit(x: &Array2<f64>, k: usize, whiten: bool, solver: PcaSolver) -> Result
 }
 
 fn fit_eigh(x: &Array2<f64>, k: usize, whiten: bool) -> Result<PcaMap> {
-    if x.ncols() > x.nrows() {
-        return fit_gram(x, k, whiten);
-    }
     let mean = x.mean_axis(Axis(0)).expect("n > k >= 1");
+    if x.ncols() > x.nrows() {
+        // Wide data (more features than rows, e.g. VGG pool5's 25,088-d on a few thousand
+        // images): diagonalise the n×n Gram matrix instead of the d×d covariance; axis i is
+        // Xcᵀuᵢ/√(λᵢ(n−1)).
+        let n = x.nrows();
+        let xc = x - &mean;
+        let gram = xc.dot(&xc.t()) / (n - 1) as f64;
+        let (vals, vecs) = gram.eigh(UPLO::Lower)?; // same non-zero spectrum as the covariance
+        let axis =
+            |j: usize| xc.t().dot(&vecs.column(j)) / (vals[j].max(1e-12) * (n - 1) as f64).sqrt();
+        return Ok(assemble(mean, &vals, axis, k, whiten));
+    }
     let cov = super::covariance::cross_covariance(x, x, &mean, &mean);
-    let (vals, vecs) = cov.eigh(UPLO::Lower)?; // ascending
-    let d = vals.len();
+    let (vals, vecs) = cov.eigh(UPLO::Lower)?;
+    Ok(assemble(
+        mean,
+        &vals,
+        |j| vecs.column(j).to_owned(),
+        k,
+        whiten,
+    ))
+}
+
+/// The k leading axes from ascending eigenvalues `vals` (`axis(j)` gives eigenvector j as a
+/// unit-length row in feature space), with scikit-learn's sign convention (largest-magnitude entry
+/// positive) and optional whitening.
+fn assemble(
+    mean: Array1<f64>,
+    vals: &Array1<f64>,
+    axis: impl Fn(usize) -> Array1<f64>,
+    k: usize,
+    whiten: bool,
+) -> PcaMap {
+    let last = vals.len() - 1;
     let total: f64 = vals.iter().map(|v| v.max(0.0)).sum();
-    let mut components = Array2::<f64>::zeros((k, d));
+    let mut components = Array2::<f64>::zeros((k, mean.len()));
     let mut ratio = Array1::<f64>::zeros(k);
     for i in 0..k {
-        let j = d - 1 - i;
-        let mut row = vecs.column(j).to_owned();
-        // Sign convention (as scikit-learn's svd_flip): the largest-magnitude entry is positive.
+        let j = last - i;
+        let mut row = axis(j);
         let big = row
             .iter()
             .cloned()
@@ -98,46 +125,11 @@ fn fit_eigh(x: &Array2<f64>, k: usize, whiten: bool) -> Result<PcaMap> {
         components.row_mut(i).assign(&row);
         ratio[i] = vals[j].max(0.0) / total.max(f64::MIN_POSITIVE);
     }
-    Ok(PcaMap {
+    PcaMap {
         mean,
         components,
         explained_variance_ratio: ratio,
-    })
-}
-
-/// Wide data (more features than rows, e.g. VGG pool5's 25,088-d on a few thousand images):
-/// diagonalise the n×n Gram matrix instead of the d×d covariance; axis i is Xcᵀuᵢ/√(λᵢ(n−1)).
-fn fit_gram(x: &Array2<f64>, k: usize, whiten: bool) -> Result<PcaMap> {
-    let n = x.nrows();
-    let mean = x.mean_axis(Axis(0)).expect("n > k >= 1");
-    let xc = x - &mean;
-    let gram = xc.dot(&xc.t()) / (n - 1) as f64;
-    let (vals, vecs) = gram.eigh(UPLO::Lower)?; // ascending; same non-zero spectrum as the covariance
-    let total: f64 = vals.iter().map(|v| v.max(0.0)).sum();
-    let mut components = Array2::<f64>::zeros((k, x.ncols()));
-    let mut ratio = Array1::<f64>::zeros(k);
-    for i in 0..k {
-        let j = n - 1 - i;
-        let lambda = vals[j].max(1e-12);
-        let mut row = xc.t().dot(&vecs.column(j)) / (lambda * (n - 1) as f64).sqrt();
-        let big = row
-            .iter()
-            .cloned()
-            .fold(0.0f64, |a, v| if v.abs() > a.abs() { v } else { a });
-        if big < 0.0 {
-            row.mapv_inplace(|v| -v);
-        }
-        if whiten {
-            row /= lambda.sqrt();
-        }
-        components.row_mut(i).assign(&row);
-        ratio[i] = vals[j].max(0.0) / total.max(f64::MIN_POSITIVE);
     }
-    Ok(PcaMap {
-        mean,
-        components,
-        explained_variance_ratio: ratio,
-    })
 }
 
 impl PcaMap {
