@@ -3,6 +3,7 @@
 use crate::error::{Error, Result};
 use crate::features::image::{BackboneKind, ImageFeatureConfig};
 use crate::features::text::{OovReport, TextFeatureConfig, WordStats};
+use crate::outputs::write_atomic;
 use crate::projection::{Projection, ProjectionParams};
 use ndarray::{Array1, Array2};
 use safetensors::{tensor::TensorView, Dtype, SafeTensors};
@@ -156,26 +157,4 @@ impl Model {
             word_stats,
         })
     }
-}
-
-pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
-    tmp.write_all(data).map_err(|e| Error::io(path, e))?;
-    publish(tmp, path)
-}
-
-/// Rename a finished temporary file into place, readable like any ordinary output (temporary
-/// files are created owner-only).
-pub(crate) fn publish(tmp: tempfile::NamedTempFile, path: &Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
-        .map_err(|e| Error::io(path, e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
 }

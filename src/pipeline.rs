@@ -412,7 +412,7 @@ pub fn layout_teddy(pairs: &[data::Pair], images: &Path, dir2: &Path, dir3: &Pat
         (dir3.join("truth.csv"), &truth),
     ];
     for (p, s) in files {
-        crate::model::write_atomic(&p, s.as_bytes())?;
+        crate::outputs::write_atomic(&p, s.as_bytes())?;
     }
     Ok(())
 }

@@ -3,7 +3,6 @@
 use crate::data::Skip;
 use crate::error::{Error, Result};
 use std::collections::{HashMap, HashSet};
-use std::io::Write;
 use std::path::Path;
 
 pub const TOP: usize = 5;
@@ -106,23 +105,17 @@ pub fn write_results(
         .collect();
     let gset: HashSet<&str> = gallery.iter().map(String::as_str).collect();
     validate(path, &rows, queries, &gset)?;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
-    {
-        let mut w = ::csv::Writer::from_writer(tmp.as_file());
-        let io = |e: ::csv::Error| Error::file(path, e.to_string());
-        w.write_record(task.header()).map_err(io)?;
-        for (q, r, res) in &rows {
-            w.write_record([q.as_str(), &r.to_string(), res.as_str()])
-                .map_err(io)?;
-        }
-        w.flush().map_err(|e| Error::io(path, e))?;
+    let mut w = ::csv::Writer::from_writer(Vec::new());
+    let io = |e: ::csv::Error| Error::file(path, e.to_string());
+    w.write_record(task.header()).map_err(io)?;
+    for (q, r, res) in &rows {
+        w.write_record([q.as_str(), &r.to_string(), res.as_str()])
+            .map_err(io)?;
     }
-    crate::model::publish(tmp, path)
+    let bytes = w
+        .into_inner()
+        .map_err(|e| Error::file(path, e.to_string()))?;
+    super::write_atomic(path, &bytes)
 }
 
 /// Read a result file back and validate it (for users checking a file, and for tests).
@@ -147,29 +140,18 @@ pub fn check_file(path: &Path, task: Task, queries: &[String], gallery: &[String
 
 /// Write a skip list (`file,row,id,reason`), atomically.
 pub fn write_skips(path: &Path, skips: &[Skip]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
-    let mut s = String::from("file,row,id,reason\n");
-    {
-        let mut w = ::csv::WriterBuilder::new()
-            .has_headers(false)
-            .from_writer(Vec::new());
-        for k in skips {
-            w.write_record([k.file.as_str(), &k.row.to_string(), &k.id, &k.reason])
-                .map_err(|e| Error::file(path, e.to_string()))?;
-        }
-        s.push_str(&String::from_utf8_lossy(
-            &w.into_inner()
-                .map_err(|e| Error::file(path, e.to_string()))?,
-        ));
+    let mut w = ::csv::Writer::from_writer(Vec::new());
+    let err = |e: ::csv::Error| Error::file(path, e.to_string());
+    w.write_record(["file", "row", "id", "reason"])
+        .map_err(err)?;
+    for k in skips {
+        w.write_record([k.file.as_str(), &k.row.to_string(), &k.id, &k.reason])
+            .map_err(err)?;
     }
-    tmp.write_all(s.as_bytes())
-        .map_err(|e| Error::io(path, e))?;
-    crate::model::publish(tmp, path)
+    let bytes = w
+        .into_inner()
+        .map_err(|e| Error::file(path, e.to_string()))?;
+    super::write_atomic(path, &bytes)
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! A self-contained HTML result sheet: for some queries of each task, the query and its top-5
 //! results with scores, thumbnails embedded, true matches marked when a truth file is known.
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::features::image::decode;
 use base64::Engine;
 use std::collections::{HashMap, HashSet};
@@ -130,8 +130,5 @@ td.hit{{outline:4px solid #2a9d3a;outline-offset:-4px}} .na{{color:#a00}} img{{m
         h.push_str("</table>");
     }
     h.push_str("</body></html>\n");
-    crate::model::write_atomic(out, h.as_bytes()).map_err(|e| match e {
-        Error::Io { source, .. } => Error::io(out, source),
-        other => other,
-    })
+    super::write_atomic(out, h.as_bytes())
 }

@@ -1,10 +1,9 @@
 //! Feature cache: one folder per feature configuration, holding shards written atomically
-//! (temp file + rename), each a safetensors file with the rows and the blake3 content hashes of
+//! (temp file + rename, `outputs::write_atomic`), each a safetensors file with the rows and the blake3 content hashes of
 //! their images. A run killed at any point leaves only whole shards behind.
 use crate::error::{Error, Result};
 use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub struct FeatureCache {
@@ -81,14 +80,7 @@ impl FeatureCache {
         let bytes = safetensors::serialize([("features", view)], &meta)
             .map_err(|e| Error::Model(format!("cache shard: {e}")))?;
         let path = self.dir.join(format!("shard-{:06}.safetensors", self.next));
-        let mut tmp =
-            tempfile::NamedTempFile::new_in(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
-        tmp.write_all(&bytes)
-            .map_err(|e| Error::io(tmp.path(), e))?;
-        tmp.as_file()
-            .sync_all()
-            .map_err(|e| Error::io(tmp.path(), e))?;
-        tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
+        crate::outputs::write_atomic(&path, &bytes)?;
         self.next += 1;
         for (h, r) in entries {
             self.rows.insert(*h.as_bytes(), r.to_vec());
