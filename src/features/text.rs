@@ -210,12 +210,12 @@ impl TextEncoder {
     /// Count token frequencies over the training captions.
     pub fn fit_stats(&mut self, captions: &[String]) {
         let mut s = WordStats::default();
-        for c in captions {
-            let toks = self.tokenize(c);
+        let tokens: Vec<Vec<String>> = captions.iter().map(|c| self.tokenize(c)).collect();
+        for toks in &tokens {
             s.n_docs += 1;
             s.total_tokens += toks.len() as u64;
             let mut seen = HashSet::new();
-            for t in toks {
+            for t in toks.iter().cloned() {
                 *s.term_freq.entry(t.clone()).or_default() += 1;
                 if seen.insert(t.clone()) {
                     *s.doc_freq.entry(t).or_default() += 1;
@@ -224,8 +224,8 @@ impl TextEncoder {
         }
         if let Some(bag) = &self.cfg.bag {
             let mut df: HashMap<String, u64> = HashMap::new();
-            for c in captions {
-                let terms: HashSet<String> = self.bag_terms(c, bag).into_iter().collect();
+            for (c, toks) in captions.iter().zip(&tokens) {
+                let terms: HashSet<String> = bag_terms(c, toks, bag).into_iter().collect();
                 for t in terms {
                     *df.entry(t).or_default() += 1;
                 }
@@ -243,22 +243,6 @@ impl TextEncoder {
         self.stats = s;
     }
 
-    /// Bag terms of a caption: `w:` jieba words, `c:` characters, `b:` character bigrams.
-    fn bag_terms(&self, caption: &str, bag: &BagConfig) -> Vec<String> {
-        let mut out = Vec::new();
-        if bag.words {
-            out.extend(self.tokenize(caption).into_iter().map(|w| format!("w:{w}")));
-        }
-        let chars: Vec<char> = caption.chars().filter(|c| c.is_alphanumeric()).collect();
-        if bag.chars {
-            out.extend(chars.iter().map(|c| format!("c:{c}")));
-        }
-        if bag.bigrams {
-            out.extend(chars.windows(2).map(|w| format!("b:{}{}", w[0], w[1])));
-        }
-        out
-    }
-
     /// Feature dimension: word2vec (100) plus the bag's terms.
     pub fn feature_dim(&self) -> usize {
         self.dim() + self.stats.bag_vocab.len()
@@ -266,7 +250,8 @@ impl TextEncoder {
 
     /// Encode captions into the full text feature (word2vec mean, then the bag if configured).
     pub fn features(&self, captions: &[String]) -> (Array2<f32>, OovReport) {
-        let (w2v, rep) = self.encode(captions);
+        let tokens: Vec<Vec<String>> = captions.iter().map(|c| self.tokenize(c)).collect();
+        let (w2v, rep) = self.encode_tokens(&tokens);
         let Some(bag) = &self.cfg.bag else {
             return (w2v, rep);
         };
@@ -279,12 +264,12 @@ impl TextEncoder {
             .collect();
         let d = self.dim();
         let mut out = Array2::<f32>::zeros((captions.len(), self.feature_dim()));
-        for (i, c) in captions.iter().enumerate() {
+        for (i, (c, toks)) in captions.iter().zip(&tokens).enumerate() {
             let mut row = out.row_mut(i);
             row.slice_mut(ndarray::s![..d])
                 .assign(&(&w2v.row(i) * bag.w2v_weight));
             let mut tf: HashMap<usize, f32> = HashMap::new();
-            for t in self.bag_terms(c, bag) {
+            for t in bag_terms(c, toks, bag) {
                 if let Some(&j) = index.get(t.as_str()) {
                     *tf.entry(j).or_default() += 1.0;
                 }
@@ -329,17 +314,23 @@ impl TextEncoder {
 
     /// Encode captions; each row is the weighted mean of its tokens' vectors (zero if none known).
     pub fn encode(&self, captions: &[String]) -> (Array2<f32>, OovReport) {
+        let tokens: Vec<Vec<String>> = captions.iter().map(|c| self.tokenize(c)).collect();
+        self.encode_tokens(&tokens)
+    }
+
+    /// `encode` over captions already tokenized (so `features` cuts each caption once).
+    fn encode_tokens(&self, tokens: &[Vec<String>]) -> (Array2<f32>, OovReport) {
         let d = self.dim();
-        let mut out = Array2::<f32>::zeros((captions.len(), d));
+        let mut out = Array2::<f32>::zeros((tokens.len(), d));
         let mut rep = OovReport {
-            captions: captions.len(),
+            captions: tokens.len(),
             ..Default::default()
         };
         let mut oov_counts: HashMap<String, usize> = HashMap::new();
-        for (i, c) in captions.iter().enumerate() {
+        for (i, toks) in tokens.iter().enumerate() {
             let mut acc = Array1::<f32>::zeros(d);
             let mut wsum = 0.0f32;
-            for tok in self.tokenize(c) {
+            for tok in toks.iter().cloned() {
                 rep.tokens += 1;
                 let v = match self.vector(&tok) {
                     Some(v) => {
@@ -397,6 +388,22 @@ impl TextEncoder {
             })
             .unwrap_or_default()
     }
+}
+
+/// Bag terms of a caption: `w:` its jieba tokens, `c:` characters, `b:` character bigrams.
+fn bag_terms(caption: &str, tokens: &[String], bag: &BagConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    if bag.words {
+        out.extend(tokens.iter().map(|w| format!("w:{w}")));
+    }
+    let chars: Vec<char> = caption.chars().filter(|c| c.is_alphanumeric()).collect();
+    if bag.chars {
+        out.extend(chars.iter().map(|c| format!("c:{c}")));
+    }
+    if bag.bigrams {
+        out.extend(chars.windows(2).map(|w| format!("b:{}{}", w[0], w[1])));
+    }
+    out
 }
 
 fn load_word2vec(path: &Path) -> Result<Embeddings<SimpleVocab, NdArray>> {
