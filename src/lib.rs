@@ -9,6 +9,7 @@
 extern crate openblas_src;
 
 pub mod assets;
+pub mod blas;
 pub mod data;
 pub mod error;
 pub mod features;

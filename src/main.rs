@@ -308,6 +308,8 @@ struct SplitCmd {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    // After parsing, so `--help` and argument errors don't pay for a restart.
+    tuwen::blas::reexec_with_fast_kernels();
     match cli.cmd {
         Cmd::Extract(c) => extract(c),
         Cmd::Fit(c) => fit(c),

@@ -185,3 +185,32 @@ fn missing_or_corrupted_weights_name_the_file_and_the_setup_script() {
         "{e}"
     );
 }
+
+/// The channels-last layout (the default, for speed) computes the same features as plain NCHW,
+/// for both network families (plain convolutions, and depthwise + batch norm + padding).
+#[test]
+fn channels_last_and_nchw_layouts_give_the_same_features() {
+    common::models();
+    let files = common::flickr_images_with("狗", 2);
+    for kind in [BackboneKind::Vgg19, BackboneKind::EfficientNetLite0] {
+        let cfg = ImageFeatureConfig {
+            backbone: kind,
+            pooling: Pooling::Avg,
+            flip: false,
+        };
+        let mut net = Backbone::load(kind, None, Device::Cpu).unwrap();
+        assert!(net.channels_last(), "channels-last is the default");
+        let fast = image::features_of_files(&net, &files, &cfg).unwrap();
+        net.set_channels_last(false);
+        let plain = image::features_of_files(&net, &files, &cfg).unwrap();
+        for (a, b) in fast.iter().zip(&plain) {
+            let scale = b.iter().fold(0f32, |m, x| m.max(x.abs()));
+            let diff = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            assert!(scale > 0.0);
+            assert!(
+                diff <= 1e-4 * scale,
+                "{kind:?}: max diff {diff} at scale {scale}"
+            );
+        }
+    }
+}

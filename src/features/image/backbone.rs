@@ -98,6 +98,7 @@ pub struct Backbone {
     pub device: Device,
     weights: HashMap<String, Tensor>,
     net: Net,
+    channels_last: bool,
 }
 
 enum Net {
@@ -176,13 +177,36 @@ impl Backbone {
         } else {
             efficientnet_layout(&path, &weights)?
         };
-        Ok(Backbone {
+        let mut net = Backbone {
             kind,
             preprocess,
             device,
             weights,
             net,
-        })
+            channels_last: false,
+        };
+        net.set_channels_last(true);
+        Ok(net)
+    }
+
+    /// Run convolutions on channels-last (NHWC-strided) tensors, the default: oneDNN's fast CPU
+    /// kernels want that layout, and plain NCHW makes libtorch reorder around every convolution
+    /// (VGG19 forward ~1.3× slower here; experiments/bench/README.md). Results agree to ~1e-5.
+    pub fn set_channels_last(&mut self, on: bool) {
+        for t in self.weights.values_mut() {
+            if t.dim() == 4 {
+                *t = if on {
+                    to_channels_last(t)
+                } else {
+                    t.contiguous()
+                };
+            }
+        }
+        self.channels_last = on;
+    }
+
+    pub fn channels_last(&self) -> bool {
+        self.channels_last
     }
 
     fn w(&self, name: &str) -> &Tensor {
@@ -210,21 +234,27 @@ impl Backbone {
 
     /// Last convolutional map (N×C×h×w) of a normalised batch. For VGG this is relu5 before pool5.
     pub fn feature_map(&self, x: &Tensor) -> Tensor {
+        let x = &if self.channels_last {
+            to_channels_last(x)
+        } else {
+            x.contiguous()
+        };
         match &self.net {
             Net::Vgg(convs) => {
                 let mut x = x.shallow_clone();
                 let last = convs.len() - 1;
                 for (i, &(idx, pool_after)) in convs.iter().enumerate() {
-                    x = x
-                        .conv2d(
-                            self.w(&format!("features.{idx}.weight")),
-                            Some(self.w(&format!("features.{idx}.bias"))),
-                            [1, 1],
-                            [1, 1],
-                            [1, 1],
-                            1,
-                        )
-                        .relu();
+                    x = x.conv2d(
+                        self.w(&format!("features.{idx}.weight")),
+                        Some(self.w(&format!("features.{idx}.bias"))),
+                        [1, 1],
+                        [1, 1],
+                        [1, 1],
+                        1,
+                    );
+                    // In place, like torchvision's nn.ReLU(inplace=True): one activation tensor
+                    // fewer per layer (VGG19 forward ~9 % faster, experiments/bench/README.md).
+                    let _ = x.relu_();
                     if pool_after && i != last {
                         x = x.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
                     }
@@ -296,7 +326,7 @@ impl Backbone {
             [1, 1],
             groups,
         );
-        let y = y.batch_norm(
+        let mut y = y.batch_norm(
             Some(self.w(&format!("{bn}.weight"))),
             Some(self.w(&format!("{bn}.bias"))),
             Some(self.w(&format!("{bn}.running_mean"))),
@@ -307,7 +337,7 @@ impl Backbone {
             false,
         );
         if act {
-            y.clamp(0.0, 6.0)
+            y.clamp_(0.0, 6.0)
         } else {
             y
         }
@@ -340,6 +370,12 @@ impl Backbone {
             .mean_dim([2i64, 3].as_slice(), false, Kind::Float);
         Some(pooled.linear(self.w("_fc.weight"), Some(self.w("_fc.bias"))))
     }
+}
+
+/// Same shape, NHWC strides: libtorch reads such a tensor as channels-last and keeps that layout
+/// through convolution, batch norm, pooling and padding (tch has no memory-format argument).
+fn to_channels_last(t: &Tensor) -> Tensor {
+    t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
 }
 
 fn same_pad(x: &Tensor, k: i64, s: i64) -> Tensor {

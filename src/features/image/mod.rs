@@ -26,11 +26,12 @@ pub struct ImageFeatureConfig {
 }
 
 impl Default for ImageFeatureConfig {
+    /// The CLI's default, the best of experiments/README.md: EfficientNet-Lite2, averaged, with flip.
     fn default() -> Self {
         ImageFeatureConfig {
-            backbone: BackboneKind::Vgg19,
+            backbone: BackboneKind::EfficientNetLite2,
             pooling: Pooling::Avg,
-            flip: false,
+            flip: true,
         }
     }
 }

@@ -1,0 +1,142 @@
+//! Image feature extraction timed end to end (read + decode + resize/crop + forward, no cache),
+//! then the forward pass alone on already-decoded pixels, channels-last (the default) and NCHW.
+//!   cargo run --release --example bench_extract -- --images DIR --ids LIST --out OUT.safetensors
+//!       [--backbone vgg19] [--forward-images 32]
+//! LIST holds one file name (relative to DIR) per line. OUT gets `features` (one row per listed
+//! file) and `pixels`/`pixel_features` (the first images' decoded 224×224 RGB input and its
+//! features), which experiments/bench/extract.py feeds to PyTorch for the same-input check.
+#[path = "common.rs"]
+mod common;
+use clap::ValueEnum;
+use ndarray::Array2;
+use std::path::PathBuf;
+use std::time::Instant;
+use tuwen::features::image::{
+    self, backbone::Backbone, backbone::BackboneKind, decode, ExtractOptions, ImageFeatureConfig,
+    Pooling,
+};
+
+fn main() {
+    tuwen::blas::reexec_with_fast_kernels();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let opt = |name: &str| common::opt(&args, name);
+    let dir = PathBuf::from(opt("--images").expect("--images DIR"));
+    let list = opt("--ids").expect("--ids LIST");
+    let out = PathBuf::from(opt("--out").expect("--out FILE"));
+    let backbone = BackboneKind::from_str(&opt("--backbone").unwrap_or("vgg19".into()), true)
+        .expect("a backbone name");
+    let n_forward: usize = opt("--forward-images").map_or(32, |v| v.parse().unwrap());
+    let ids: Vec<String> = std::fs::read_to_string(&list)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.trim().to_string())
+        .collect();
+    let cfg = ImageFeatureConfig {
+        backbone,
+        pooling: Pooling::Avg,
+        flip: false,
+    };
+    let opts = ExtractOptions {
+        cache_dir: None,
+        progress: false,
+        ..Default::default()
+    };
+    let threads = tch::get_num_threads();
+
+    // End to end, as `tuwen extract` runs (decoding overlaps the network).
+    let t = Instant::now();
+    let f = image::extract(&ids, &dir, &cfg, &opts).unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    let done = f.ok.iter().filter(|&&o| o).count();
+
+    if n_forward == 0 {
+        common::write_matrices(
+            &out,
+            &[
+                ("features", f.features.view()),
+                (
+                    "ok",
+                    Array2::from_shape_fn((ids.len(), 1), |(i, _)| f.ok[i] as u8 as f32).view(),
+                ),
+            ],
+        );
+        println!(
+            "{{\"method\": \"tuwen\", \"backbone\": \"{}\", \"images\": {}, \"extracted\": {done}, \"skipped\": {}, \
+             \"seconds\": {secs:.2}, \"images_per_s\": {:.3}, \"torch_threads\": {threads}}}",
+            backbone.name(),
+            ids.len(),
+            f.skipped.len(),
+            done as f64 / secs
+        );
+        return;
+    }
+    // Forward pass alone: decoded pixels in batches of the default size, timed after a warm-up.
+    let size = backbone.input_size();
+    let pixels: Vec<Vec<u8>> = ids
+        .iter()
+        .filter_map(|id| {
+            let b = std::fs::read(dir.join(id)).ok()?;
+            Some(decode::resize_center_crop(&decode::decode(&b).ok()?, size).into_raw())
+        })
+        .take(n_forward)
+        .collect();
+    let net = Backbone::load(backbone, None, tch::Device::Cpu).unwrap();
+    let mut nchw = Backbone::load(backbone, None, tch::Device::Cpu).unwrap();
+    nchw.set_channels_last(false);
+    let refs: Vec<&[u8]> = pixels.iter().map(|p| p.as_slice()).collect();
+    let bs = opts.batch_size;
+    let run = |net: &Backbone| -> Vec<Vec<f32>> {
+        refs.chunks(bs)
+            .flat_map(|b| image::forward(net, b, size, &cfg).unwrap())
+            .collect()
+    };
+    let pixel_features = run(&net); // also the warm-up
+    let nchw_features = run(&nchw);
+    // Interleaved, best of 3: this shared machine's speed drifts within minutes.
+    let (mut fwd_secs, mut nchw_secs) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..3 {
+        let t = Instant::now();
+        run(&net);
+        fwd_secs = fwd_secs.min(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        run(&nchw);
+        nchw_secs = nchw_secs.min(t.elapsed().as_secs_f64());
+    }
+    let layout_diff = pixel_features
+        .iter()
+        .flatten()
+        .zip(nchw_features.iter().flatten())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+
+    let px = Array2::from_shape_fn((pixels.len(), pixels[0].len()), |(i, j)| {
+        pixels[i][j] as f32
+    });
+    let pf = Array2::from_shape_fn((pixel_features.len(), pixel_features[0].len()), |(i, j)| {
+        pixel_features[i][j]
+    });
+    let ok_col = Array2::from_shape_fn((ids.len(), 1), |(i, _)| f.ok[i] as u8 as f32);
+    common::write_matrices(
+        &out,
+        &[
+            ("features", f.features.view()),
+            ("ok", ok_col.view()),
+            ("pixels", px.view()),
+            ("pixel_features", pf.view()),
+        ],
+    );
+    println!(
+        "{{\"method\": \"tuwen\", \"backbone\": \"{}\", \"images\": {}, \"extracted\": {done}, \"skipped\": {}, \
+         \"seconds\": {secs:.2}, \"images_per_s\": {:.3}, \"forward_images\": {}, \"forward_seconds\": {fwd_secs:.3}, \
+         \"forward_images_per_s\": {:.3}, \"forward_images_per_s_nchw\": {:.3}, \"layout_max_abs_diff\": {layout_diff:.2e}, \
+         \"torch_threads\": {threads}}}",
+        backbone.name(),
+        ids.len(),
+        f.skipped.len(),
+        done as f64 / secs,
+        pixels.len(),
+        pixels.len() as f64 / fwd_secs,
+        pixels.len() as f64 / nchw_secs
+    );
+}
