@@ -23,7 +23,7 @@ pub fn peak_rss_mib() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-/// Every 2-D tensor of a safetensors file, as f32 (f32 or f64 on disk) or i64 cast to f32.
+/// Every 2-D f32 tensor of a safetensors file (both sides of the benchmarks write f32).
 pub fn read_matrices(path: &Path) -> HashMap<String, Array2<f32>> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let st = SafeTensors::deserialize(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -32,19 +32,12 @@ pub fn read_matrices(path: &Path) -> HashMap<String, Array2<f32>> {
         .map(|(name, t)| {
             let shape = t.shape().to_vec();
             assert_eq!(shape.len(), 2, "{name}: expected a matrix");
-            let data: Vec<f32> = match t.dtype() {
-                Dtype::F32 => t
-                    .data()
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                    .collect(),
-                Dtype::F64 => t
-                    .data()
-                    .chunks_exact(8)
-                    .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
-                    .collect(),
-                other => panic!("{name}: unsupported dtype {other:?}"),
-            };
+            assert_eq!(t.dtype(), Dtype::F32, "{name}: expected f32");
+            let data: Vec<f32> = t
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect();
             (
                 name,
                 Array2::from_shape_vec((shape[0], shape[1]), data).unwrap(),

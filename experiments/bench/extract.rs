@@ -50,45 +50,56 @@ fn main() {
     let secs = t.elapsed().as_secs_f64();
     let done = f.ok.iter().filter(|&&o| o).count();
 
-    if n_forward == 0 {
-        common::write_matrices(
-            &out,
-            &[
-                ("features", f.features.view()),
-                (
-                    "ok",
-                    Array2::from_shape_fn((ids.len(), 1), |(i, _)| f.ok[i] as u8 as f32).view(),
-                ),
-            ],
-        );
-        println!(
-            "{{\"method\": \"tuwen\", \"backbone\": \"{}\", \"images\": {}, \"extracted\": {done}, \"skipped\": {}, \
-             \"seconds\": {secs:.2}, \"images_per_s\": {:.3}, \"torch_threads\": {threads}}}",
-            backbone.name(),
-            ids.len(),
-            f.skipped.len(),
-            done as f64 / secs
-        );
-        return;
+    let ok_col = Array2::from_shape_fn((ids.len(), 1), |(i, _)| f.ok[i] as u8 as f32);
+    let mut report = serde_json::json!({
+        "method": "tuwen", "backbone": backbone.name(), "images": ids.len(), "extracted": done,
+        "skipped": f.skipped.len(), "seconds": secs, "images_per_s": done as f64 / secs,
+        "torch_threads": threads,
+    });
+    let mut mats = vec![("features", f.features.view().to_owned()), ("ok", ok_col)];
+    if n_forward > 0 {
+        mats.extend(forward_part(
+            &ids,
+            &dir,
+            &cfg,
+            &opts,
+            n_forward,
+            &mut report,
+        ));
     }
-    // Forward pass alone: decoded pixels in batches of the default size, timed after a warm-up.
-    let size = backbone.input_size();
+    let views: Vec<(&str, ndarray::ArrayView2<f32>)> =
+        mats.iter().map(|(n, m)| (*n, m.view())).collect();
+    common::write_matrices(&out, &views);
+    println!("{report}");
+}
+
+/// Forward pass alone on the first `n` decodable images (batches of the default size, after a
+/// warm-up), channels-last and NCHW interleaved; adds its timings to `report` and returns the
+/// decoded pixels and their features for the same-input check.
+fn forward_part(
+    ids: &[String],
+    dir: &std::path::Path,
+    cfg: &ImageFeatureConfig,
+    opts: &ExtractOptions,
+    n: usize,
+    report: &mut serde_json::Value,
+) -> Vec<(&'static str, Array2<f32>)> {
+    let size = cfg.backbone.input_size();
     let pixels: Vec<Vec<u8>> = ids
         .iter()
         .filter_map(|id| {
             let b = std::fs::read(dir.join(id)).ok()?;
             Some(decode::resize_center_crop(&decode::decode(&b).ok()?, size).into_raw())
         })
-        .take(n_forward)
+        .take(n)
         .collect();
-    let net = Backbone::load(backbone, None, tch::Device::Cpu).unwrap();
-    let mut nchw = Backbone::load(backbone, None, tch::Device::Cpu).unwrap();
+    let net = Backbone::load(cfg.backbone, None, tch::Device::Cpu).unwrap();
+    let mut nchw = Backbone::load(cfg.backbone, None, tch::Device::Cpu).unwrap();
     nchw.set_channels_last(false);
     let refs: Vec<&[u8]> = pixels.iter().map(|p| p.as_slice()).collect();
-    let bs = opts.batch_size;
     let run = |net: &Backbone| -> Vec<Vec<f32>> {
-        refs.chunks(bs)
-            .flat_map(|b| image::forward(net, b, size, &cfg).unwrap())
+        refs.chunks(opts.batch_size)
+            .flat_map(|b| image::forward(net, b, size, cfg).unwrap())
             .collect()
     };
     let pixel_features = run(&net); // also the warm-up
@@ -109,34 +120,36 @@ fn main() {
         .zip(nchw_features.iter().flatten())
         .map(|(a, b)| (a - b).abs())
         .fold(0f32, f32::max);
-
-    let px = Array2::from_shape_fn((pixels.len(), pixels[0].len()), |(i, j)| {
-        pixels[i][j] as f32
-    });
-    let pf = Array2::from_shape_fn((pixel_features.len(), pixel_features[0].len()), |(i, j)| {
-        pixel_features[i][j]
-    });
-    let ok_col = Array2::from_shape_fn((ids.len(), 1), |(i, _)| f.ok[i] as u8 as f32);
-    common::write_matrices(
-        &out,
-        &[
-            ("features", f.features.view()),
-            ("ok", ok_col.view()),
-            ("pixels", px.view()),
-            ("pixel_features", pf.view()),
-        ],
-    );
-    println!(
-        "{{\"method\": \"tuwen\", \"backbone\": \"{}\", \"images\": {}, \"extracted\": {done}, \"skipped\": {}, \
-         \"seconds\": {secs:.2}, \"images_per_s\": {:.3}, \"forward_images\": {}, \"forward_seconds\": {fwd_secs:.3}, \
-         \"forward_images_per_s\": {:.3}, \"forward_images_per_s_nchw\": {:.3}, \"layout_max_abs_diff\": {layout_diff:.2e}, \
-         \"torch_threads\": {threads}}}",
-        backbone.name(),
-        ids.len(),
-        f.skipped.len(),
-        done as f64 / secs,
-        pixels.len(),
-        pixels.len() as f64 / fwd_secs,
-        pixels.len() as f64 / nchw_secs
-    );
+    let m = pixels.len();
+    for (k, v) in [
+        ("forward_images", serde_json::json!(m)),
+        ("forward_seconds", serde_json::json!(fwd_secs)),
+        (
+            "forward_images_per_s",
+            serde_json::json!(m as f64 / fwd_secs),
+        ),
+        (
+            "forward_images_per_s_nchw",
+            serde_json::json!(m as f64 / nchw_secs),
+        ),
+        ("layout_max_abs_diff", serde_json::json!(layout_diff)),
+    ] {
+        report[k] = v;
+    }
+    let matrix = |rows: Vec<Vec<f32>>| {
+        let d = rows[0].len();
+        Array2::from_shape_vec((rows.len(), d), rows.concat()).unwrap()
+    };
+    vec![
+        (
+            "pixels",
+            matrix(
+                pixels
+                    .iter()
+                    .map(|p| p.iter().map(|&v| v as f32).collect())
+                    .collect(),
+            ),
+        ),
+        ("pixel_features", matrix(pixel_features)),
+    ]
 }

@@ -7,12 +7,7 @@
 use std::collections::HashMap;
 use tch::{Kind, Tensor};
 
-const GFLOP: f64 = 39.04; // VGG19 convolutions at 224², 2 × multiply-adds
-
-fn nhwc(t: &Tensor) -> Tensor {
-    // Same shape, NHWC strides: libtorch reads this as channels-last and keeps it through conv.
-    t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
-}
+use tuwen::features::image::backbone::to_channels_last as nhwc;
 
 /// VGG19 up to relu5_4, spatially averaged, in whatever layout `x` and `w` carry.
 fn vgg(
@@ -55,6 +50,18 @@ fn main() {
         }
         idx += 1;
     }
+    // 2 × multiply-adds of the 3×3 convolutions at 224² (ReLU and pooling not counted), from
+    // the weight shapes: the same count experiments/bench/extract.py uses.
+    let mut side = 224i64;
+    let mut flop = 0.0;
+    for &(i, pool) in &convs {
+        let s = w[&format!("features.{i}.weight")].size();
+        flop += 2.0 * (side * side * s[0] * s[1] * s[2] * s[3]) as f64;
+        if pool {
+            side /= 2;
+        }
+    }
+    let gflop = flop / 1e9;
     let x = Tensor::randn([batch, 3, 224, 224], (Kind::Float, tch::Device::Cpu)) * 60.0;
     let w_nhwc: HashMap<String, Tensor> = w
         .iter()
@@ -128,7 +135,7 @@ fn main() {
         let ips = batch as f64 / best[v];
         println!(
             "{name:<16} {ips:6.2} images/s  {:6.1} GFLOP/s  max |diff| {:.2e}  (best of {reps}, threads {})",
-            ips * GFLOP,
+            ips * gflop,
             diffs[v],
             tch::get_num_threads()
         );

@@ -66,7 +66,7 @@ def main():
                     cells += ["—", "—", o.get("error", "")[:60]]
                 else:
                     cells += ["—"] * 3
-            d = by.get(("default-fit", None, n)) or next((r for r in fit if r.get("part") == "default-fit" and r["pairs"] == n), None)
+            d = by.get(("default-fit", None, n))
             cells.append(f"{d['seconds']:.1f}" if d else "—")
             out.append("| " + " | ".join(cells) + " |")
         out.append("")

@@ -374,7 +374,7 @@ impl Backbone {
 
 /// Same shape, NHWC strides: libtorch reads such a tensor as channels-last and keeps that layout
 /// through convolution, batch norm, pooling and padding (tch has no memory-format argument).
-fn to_channels_last(t: &Tensor) -> Tensor {
+pub fn to_channels_last(t: &Tensor) -> Tensor {
     t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
 }
 
