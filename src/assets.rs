@@ -6,10 +6,27 @@ use std::path::Path;
 
 /// If `path`'s folder has a SHA256SUMS that lists the file, its content must match.
 pub fn verify_checksum(path: &Path) -> Result<()> {
+    verified_sha256(path).map(|_| ())
+}
+
+/// The file's sha256, checked against its folder's SHA256SUMS when that lists it.
+pub fn verified_sha256(path: &Path) -> Result<String> {
+    let actual = sha256_file(path)?;
+    check_listed(path, &actual)?;
+    Ok(actual)
+}
+
+/// The sha256 of bytes already read from `path`, checked like [`verified_sha256`].
+pub fn verified_sha256_of(path: &Path, bytes: &[u8]) -> Result<String> {
+    let actual = format!("{:x}", Sha256::digest(bytes));
+    check_listed(path, &actual)?;
+    Ok(actual)
+}
+
+fn check_listed(path: &Path, actual: &str) -> Result<()> {
     let Some(expected) = listed_checksum(path) else {
         return Ok(());
     };
-    let actual = sha256_file(path)?;
     if actual != expected {
         return Err(Error::asset(
             path,

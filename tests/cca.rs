@@ -1,6 +1,8 @@
 //! Closed-form CCA against reference values from scikit-learn and numpy.
 //! The numbers come from `python3 tests/reference/cca_reference.py` (numpy 2, scikit-learn 1.x,
 //! `CCA(n_components=2, scale=False, max_iter=10000, tol=1e-12)`), on data defined by formulas.
+use linfa::traits::Fit;
+use linfa::DatasetBase;
 use ndarray::{Array2, Axis};
 use tuwen::projection::CcaParams;
 
@@ -23,7 +25,9 @@ const TOL: f64 = 1e-6;
 #[test]
 fn canonical_correlations_match_sklearn_and_numpy() {
     let (x, y) = data();
-    let cca = CcaParams::new(3).fit(&x, &y).unwrap();
+    let cca = CcaParams::new(3)
+        .fit(&DatasetBase::new(x.clone(), y.clone()))
+        .unwrap();
     // sklearn (NIPALS): 0.99373856, 0.86773649; numpy closed form adds the third, 0.17116031.
     let expect = [0.99373856, 0.86773649, 0.17116031];
     for (c, e) in cca.correlations.iter().zip(expect) {
@@ -53,7 +57,9 @@ fn canonical_correlations_match_sklearn_and_numpy() {
 #[test]
 fn first_direction_is_parallel_to_sklearn_rotation() {
     let (x, y) = data();
-    let cca = CcaParams::new(2).fit(&x, &y).unwrap();
+    let cca = CcaParams::new(2)
+        .fit(&DatasetBase::new(x.clone(), y.clone()))
+        .unwrap();
     let sk = [-0.03573934, 0.77255355, -0.63393651, 0.00286536];
     let w = cca.wx.column(0);
     let cos = w.iter().zip(sk).map(|(a, b)| a * b).sum::<f64>()
@@ -67,7 +73,10 @@ fn first_direction_is_parallel_to_sklearn_rotation() {
 #[test]
 fn ridge_matches_reference_and_shrinks_correlations() {
     let (x, y) = data();
-    let cca = CcaParams::new(3).reg(0.1, 0.1).fit(&x, &y).unwrap();
+    let cca = CcaParams::new(3)
+        .reg(0.1, 0.1)
+        .fit(&DatasetBase::new(x.clone(), y.clone()))
+        .unwrap();
     let expect = [0.92463309, 0.75412124, 0.15147751];
     for (c, e) in cca.correlations.iter().zip(expect) {
         assert!(
@@ -80,16 +89,19 @@ fn ridge_matches_reference_and_shrinks_correlations() {
 #[test]
 fn bad_parameters_are_clear_errors() {
     let (x, y) = data();
-    let e = CcaParams::new(4).fit(&x, &y).unwrap_err().to_string();
+    let e = CcaParams::new(4)
+        .fit(&DatasetBase::new(x.clone(), y.clone()))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("1..=3"), "{e}");
     let e = CcaParams::new(2)
         .reg(-1.0, 0.0)
-        .fit(&x, &y)
+        .fit(&DatasetBase::new(x.clone(), y.clone()))
         .unwrap_err()
         .to_string();
     assert!(e.contains(">= 0"), "{e}");
     let e = CcaParams::new(2)
-        .fit(&x, &y.select(Axis(0), &[0, 1, 2]))
+        .fit(&DatasetBase::new(x.clone(), y.select(Axis(0), &[0, 1, 2])))
         .unwrap_err()
         .to_string();
     assert!(e.contains("rows"), "{e}");
@@ -125,4 +137,67 @@ fn pca_then_cca_projection_recovers_pairs() {
         let r = tuwen::retrieval::metrics::evaluate(sim.view(), &owner);
         assert!(r.t2i.r1 > 80.0, "{method:?}: text→image R@1 {}", r.t2i.r1);
     }
+}
+
+#[test]
+fn folded_pca_cca_equals_pca_then_cca_with_uneven_caption_counts() {
+    use linfa::traits::Transformer;
+    use tuwen::projection::pca::PcaParams;
+    use tuwen::projection::{normalize_rows, ImageNorm, Method, ProjectionParams};
+    // 20 images; image i has 1 + (i % 4) captions, so caption rows over-weight some images and
+    // the CCA mean of PCA outputs is far from zero.
+    let n = 20;
+    let img = Array2::from_shape_fn((n, 7), |(i, j)| {
+        (((i * 2654435761usize + j * 40503) % 1000) as f64 / 1000.0) * (7 - j) as f64
+            + if i % 4 == 3 { 2.0 } else { 0.0 }
+    });
+    let owner: Vec<usize> = (0..n)
+        .flat_map(|i| std::iter::repeat_n(i, 1 + i % 4))
+        .collect();
+    let txt = Array2::from_shape_fn((owner.len(), 5), |(t, j)| {
+        let i = owner[t];
+        img[[i, j]] + 0.3 * img[[i, 6 - j]] + 0.1 * ((t * 7 + j) as f64).sin()
+    });
+    let params = ProjectionParams {
+        image_norm: ImageNorm::None,
+        method: Method::PcaCca,
+        pca_image: 5,
+        pca_text: 0,
+        whiten: false,
+        pca_solver: Default::default(),
+        cca: CcaParams::new(3).reg(0.1, 0.1),
+        power: 0.0,
+    };
+    let (img32, txt32) = (img.mapv(|v| v as f32), txt.mapv(|v| v as f32));
+    let p = params.fit(img32.view(), &owner, txt32.view()).unwrap();
+
+    // The same two steps applied one after the other.
+    let pca = PcaParams::new(5)
+        .fit(&DatasetBase::from(img.clone()))
+        .unwrap();
+    let z = pca.transform(&img);
+    let cca = CcaParams::new(3)
+        .reg(0.1, 0.1)
+        .fit(&DatasetBase::new(z.select(Axis(0), &owner), txt.clone()))
+        .unwrap();
+    let mean_z = cca.mean_x.iter().fold(0f64, |m, v| m.max(v.abs()));
+    assert!(
+        mean_z > 0.1,
+        "the test needs a non-zero CCA mean, got {mean_z}"
+    );
+    let want_i = normalize_rows(cca.transform(&z).mapv(|v| v as f32));
+    let want_t = normalize_rows(cca.transform_y(&txt).mapv(|v| v as f32));
+    let got_i = p.project_images(img32.view());
+    let got_t = p.project_texts(txt32.view());
+    let max = |a: &Array2<f32>, b: &Array2<f32>| (a - b).iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!(
+        max(&got_i, &want_i) < 1e-4,
+        "images: {}",
+        max(&got_i, &want_i)
+    );
+    assert!(
+        max(&got_t, &want_t) < 1e-4,
+        "texts: {}",
+        max(&got_t, &want_t)
+    );
 }

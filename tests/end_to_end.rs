@@ -47,16 +47,22 @@ fn library_fit_eval_beats_chance_by_far() {
         },
         extract: ex.clone(),
         vectors: None,
+        vectors2: None,
     };
     let (model, rep) = tuwen::pipeline::fit(&opts).unwrap();
     assert_eq!(rep.pairs_used, 320);
+    let rep_model = model.clone();
     model.save(&d.path().join("model")).unwrap();
-    let model = tuwen::model::Model::load(
-        &d.path().join("model"),
-        Some(BackboneKind::EfficientNetLite0),
+    let model = tuwen::model::Model::load(&d.path().join("model")).unwrap();
+    let e = tuwen::pipeline::evaluate(
+        &model,
+        &data.val_pairs,
+        &data.images,
+        &ex,
+        &Default::default(),
+        &Default::default(),
     )
     .unwrap();
-    let e = tuwen::pipeline::evaluate(&model, &data.val_pairs, &data.images, &ex, None).unwrap();
     // 40 images: chance R@5 is 12.5 %. Colour and shape are learnable, so far more is expected.
     assert_eq!((e.report.n_images, e.report.n_texts), (40, 80));
     assert!(
@@ -64,13 +70,35 @@ fn library_fit_eval_beats_chance_by_far() {
         "{:?}",
         e.report
     );
-    // A model fitted with one backbone refuses another.
-    let err = tuwen::model::Model::load(&d.path().join("model"), Some(BackboneKind::Vgg19))
-        .err()
-        .unwrap()
-        .to_string();
+    // The saved model is the fitted one: same projections after a save → load round trip.
+    let fitted = &rep_model;
+    for (a, b) in [
+        (&fitted.projection.image_proj, &model.projection.image_proj),
+        (&fitted.projection.text_proj, &model.projection.text_proj),
+    ] {
+        assert_eq!(a, b);
+    }
+    assert_eq!(fitted.projection.image_mean, model.projection.image_mean);
+    assert_eq!(fitted.projection.text_mean, model.projection.text_mean);
+    assert_eq!(fitted.config.image, model.config.image);
+    assert_eq!(fitted.word_stats.bag_vocab, model.word_stats.bag_vocab);
+    // A model used with other weights than it was fitted with is an error naming both.
+    let lite2 = ExtractOptions {
+        weights: Some(common::models().join("efficientnet-lite2.safetensors")),
+        ..ex.clone()
+    };
+    let err = tuwen::pipeline::evaluate(
+        &model,
+        &data.val_pairs,
+        &data.images,
+        &lite2,
+        &Default::default(),
+        &Default::default(),
+    )
+    .expect_err("other weights must be refused")
+    .to_string();
     assert!(
-        err.contains("efficientnet-lite0") && err.contains("vgg19"),
+        err.contains("efficientnet-lite0") && err.contains("efficientnet-lite2.safetensors"),
         "{err}"
     );
 }
@@ -231,6 +259,94 @@ fn cli_fit_rank_eval_on_teddy_layout() {
     }
     assert_eq!(v["n_images"], 30);
     assert_eq!(v["n_texts"], 60);
+    // The scoring is recorded; CSLS is the default, cosine and inverted softmax one flag away,
+    // and the training banks stored in the model serve queries that arrive alone.
+    assert!(
+        v["scoring"].as_str().unwrap().starts_with("csls(k=10)"),
+        "{v}"
+    );
+    let eval_json = |extra: &[&str]| -> serde_json::Value {
+        let out = bin()
+            .args(["eval", "--json", "--quiet", "--model"])
+            .arg(&model)
+            .arg("--pairs")
+            .arg(&data.val_pairs)
+            .arg("--images")
+            .arg(&data.images)
+            .arg("--cache")
+            .arg(&cache)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    assert_eq!(eval_json(&["--score", "cosine"])["scoring"], "cosine");
+    let is = eval_json(&["--score", "inverted-softmax", "--beta", "20"]);
+    assert!(is["scoring"].as_str().unwrap().contains("beta=20"), "{is}");
+    let train = eval_json(&["--bank", "train"]);
+    assert!(
+        train["scoring"].as_str().unwrap().contains("training"),
+        "{train}"
+    );
+    assert!(
+        train["t2i"]["r5"].as_f64().unwrap() > 100.0 * 5.0 / 30.0,
+        "{train}"
+    );
+    let bad = bin()
+        .args(["eval", "--quiet", "--csls-k", "0", "--model"])
+        .arg(&model)
+        .arg("--pairs")
+        .arg(&data.val_pairs)
+        .arg("--images")
+        .arg(&data.images)
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("k must be at least 1"));
+    // rank with the training banks writes valid files too.
+    run_ok(
+        bin()
+            .args(["rank", "--quiet", "--bank", "train", "--model"])
+            .arg(&model)
+            .arg("--teddy-dir")
+            .arg(&d2)
+            .arg("--out-dir")
+            .arg(root.join("out-train"))
+            .arg("--cache")
+            .arg(&cache),
+    );
+    check_file(
+        &root.join("out-train").join("result1.csv"),
+        Task::TextToImage,
+        &texts,
+        &images,
+    )
+    .unwrap();
+
+    // report says which gallery images it could not read, like rank, on the sheet too.
+    std::fs::remove_file(d2.join("ImageData").join(&images[3])).unwrap();
+    let log = run_ok(
+        bin()
+            .args(["report", "--quiet", "--n", "3", "--model"])
+            .arg(&model)
+            .arg("--teddy-dir")
+            .arg(&d2)
+            .arg("--out")
+            .arg(&html)
+            .arg("--cache")
+            .arg(&cache),
+    );
+    assert!(
+        log.contains("1 gallery images could not be read") && log.contains(&images[3]),
+        "{log}"
+    );
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("could not be read") && page.contains(&images[3]));
 }
 
 #[test]
@@ -243,5 +359,5 @@ fn rank_with_nothing_to_do_or_a_wrong_folder_says_so() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("config.json"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("model folder not found"));
 }

@@ -33,7 +33,8 @@ fn teddy_sample_extraction_reports_exactly_the_two_missing_files() {
         progress: false,
         ..Default::default()
     };
-    let f = image::extract(&ids, &t.join("ImageData"), &lite0(), &ex).unwrap();
+    let spec = lite0().resolve(None).unwrap();
+    let f = image::extract(&ids, &t.join("ImageData"), &spec, &ex).unwrap();
     let mut missing: Vec<&str> = f.skipped.iter().map(|s| s.id.as_str()).collect();
     missing.sort();
     assert_eq!(
@@ -81,6 +82,7 @@ fn teddy_800_200_split_recalls_well_above_chance() {
         },
         extract: ex.clone(),
         vectors: None,
+        vectors2: None,
     };
     let (model, rep) = tuwen::pipeline::fit(&opts).unwrap();
     assert!(rep.pairs_used >= 795, "{}", rep.pairs_used);
@@ -89,7 +91,8 @@ fn teddy_800_200_split_recalls_well_above_chance() {
         &d.path().join("heldout.csv"),
         &t.join("ImageData"),
         &ex,
-        None,
+        &Default::default(),
+        &Default::default(),
     )
     .unwrap();
     let r = &e.report;

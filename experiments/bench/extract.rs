@@ -46,7 +46,8 @@ fn main() {
 
     // End to end, as `tuwen extract` runs (decoding overlaps the network).
     let t = Instant::now();
-    let f = image::extract(&ids, &dir, &cfg, &opts).unwrap();
+    let spec = cfg.resolve(None).unwrap();
+    let f = image::extract(&ids, &dir, &spec, &opts).unwrap();
     let secs = t.elapsed().as_secs_f64();
     let done = f.ok.iter().filter(|&&o| o).count();
 

@@ -79,7 +79,8 @@ fn main() {
         pooling: Pooling::Avg,
         flip: false,
     };
-    let f = image::extract(&ids, &images, &cfg, &ExtractOptions::default()).unwrap();
+    let spec = cfg.resolve(None).unwrap();
+    let f = image::extract(&ids, &images, &spec, &ExtractOptions::default()).unwrap();
     assert!(f.ok.iter().all(|&o| o), "every training image must decode");
     let captions: Vec<String> = pairs.pairs.iter().map(|p| p.caption.clone()).collect();
     let mut enc = TextEncoder::load(TextFeatureConfig::default(), None).unwrap();
@@ -150,7 +151,11 @@ fn main() {
             y.slice(s![..n, ..]).to_owned(),
         );
         let t = Instant::now();
-        let cca = CcaParams::new(k).fit(&xs, &ys).unwrap();
+        let cca = linfa::traits::Fit::fit(
+            &CcaParams::new(k),
+            &linfa::DatasetBase::new(xs.clone(), ys.clone()),
+        )
+        .unwrap();
         let secs = t.elapsed().as_secs_f64();
         let cx = (&xs - &cca.mean_x).dot(&cca.wx);
         let cy = (&ys - &cca.mean_y).dot(&cca.wy);

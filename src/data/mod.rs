@@ -136,6 +136,7 @@ pub fn read_pairs(path: &Path) -> Result<Pairs> {
         if image_id.is_empty() {
             return Err(Error::row(path, row, "empty image_id"));
         }
+        check_image_id(path, row, &image_id)?;
         if caption.is_empty() {
             skipped.push(skip("empty caption"));
             continue;
@@ -156,6 +157,24 @@ pub fn read_pairs(path: &Path) -> Result<Pairs> {
         skipped,
         duplicates,
     })
+}
+
+/// An image id names a file inside the image folder: a relative path of plain names only (no
+/// `..`, no root), so no id reads or writes outside that folder.
+pub fn check_image_id(path: &Path, row: usize, id: &str) -> Result<()> {
+    use std::path::Component;
+    let ok = Path::new(id)
+        .components()
+        .all(|c| matches!(c, Component::Normal(_)));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::row(
+            path,
+            row,
+            format!("image id `{id}` must be a file name inside the image folder (no `..`, no leading `/`)"),
+        ))
+    }
 }
 
 /// Quoted newlines and surrounding blanks carry no meaning in a caption.
@@ -189,6 +208,9 @@ pub fn read_ids(path: &Path, id_col: &str, with_caption: bool) -> Result<IdList>
         let id = r[ci].trim().to_string();
         if id.is_empty() {
             return Err(Error::row(path, i + 1, format!("empty {id_col}")));
+        }
+        if id_col == "image_id" {
+            check_image_id(path, i + 1, &id)?;
         }
         if !seen.insert(id.clone()) {
             return Err(Error::row(
@@ -228,6 +250,18 @@ pub fn group_images(pairs: &[Pair]) -> (Vec<String>, Vec<usize>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn image_ids_outside_the_folder_are_refused_with_their_row() {
+        let p = Path::new("pairs.csv");
+        for bad in ["../x.jpg", "/etc/passwd", "a/../../b.jpg", "./"] {
+            let e = check_image_id(p, 7, bad).unwrap_err().to_string();
+            assert!(e.contains("row 7") && e.contains(bad), "{e}");
+        }
+        for good in ["x.jpg", "sub/x.jpg", "Image14001001-2540.jpg"] {
+            check_image_id(p, 1, good).unwrap();
+        }
+    }
     use std::io::Write;
 
     fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {

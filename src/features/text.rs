@@ -42,6 +42,17 @@ pub struct TextFeatureConfig {
     /// Append a TF-IDF bag of words / characters to the word2vec mean (None: word2vec only).
     #[serde(default)]
     pub bag: Option<BagConfig>,
+    /// A second word-vector set (default `models/cnsyn.vector`, 75-d), its caption mean placed
+    /// right after the first one's (None: not used).
+    #[serde(default)]
+    pub second: Option<SecondVectors>,
+}
+
+/// The second word-vector block.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SecondVectors {
+    /// Weight of its mean vector (the first set's weight is the bag's `w2v_weight`, or 1).
+    pub weight: f32,
 }
 
 /// A sparse-looking but dense-stored TF-IDF block: jieba words, single characters and character
@@ -81,6 +92,7 @@ impl Default for TextFeatureConfig {
             char_fallback: true,
             user_words: Vec::new(),
             bag: Some(BagConfig::default()),
+            second: None,
         }
     }
 }
@@ -140,6 +152,15 @@ pub struct TextEncoder {
     stopwords: HashSet<String>,
     stats: WordStats,
     pub vectors_path: PathBuf,
+    /// sha256 of the vectors file: the identity a fitted model records and checks.
+    pub vectors_sha256: String,
+    /// The second vector set, when the config asks for one: (vectors, file, sha256).
+    pub second: Option<(Embeddings<SimpleVocab, NdArray>, PathBuf, String)>,
+}
+
+/// `$TUWEN_MODELS/cnsyn.vector` or `<crate>/models/cnsyn.vector`.
+pub fn default_second_vectors_path() -> PathBuf {
+    crate::features::image::backbone::default_models_dir().join("cnsyn.vector")
 }
 
 /// `$TUWEN_MODELS/words.vector` or `<crate>/models/words.vector`.
@@ -148,12 +169,32 @@ pub fn default_vectors_path() -> PathBuf {
 }
 
 impl TextEncoder {
-    /// Load word vectors (word2vec binary) and the stop-word list beside them.
+    /// Load word vectors (word2vec binary) and the stop-word list beside them (and the default
+    /// second vector set if the config asks for one).
     pub fn load(cfg: TextFeatureConfig, vectors: Option<&Path>) -> Result<TextEncoder> {
+        Self::load_with(cfg, vectors, None)
+    }
+
+    /// [`TextEncoder::load`] with the second vector set's file given.
+    pub fn load_with(
+        cfg: TextFeatureConfig,
+        vectors: Option<&Path>,
+        second: Option<&Path>,
+    ) -> Result<TextEncoder> {
+        let second = match &cfg.second {
+            None => None,
+            Some(_) => {
+                let p = second
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(default_second_vectors_path);
+                let (e, sha) = load_word2vec(&p)?;
+                Some((e, p, sha))
+            }
+        };
         let path = vectors
             .map(Path::to_path_buf)
             .unwrap_or_else(default_vectors_path);
-        let emb = load_word2vec(&path)?;
+        let (emb, vectors_sha256) = load_word2vec(&path)?;
         let stop_path = path.with_file_name("stopwords.txt");
         let stopwords = if cfg.remove_stopwords {
             std::fs::read_to_string(&stop_path)
@@ -176,6 +217,8 @@ impl TextEncoder {
             stopwords,
             stats: WordStats::default(),
             vectors_path: path,
+            vectors_sha256,
+            second,
         })
     }
 
@@ -243,18 +286,46 @@ impl TextEncoder {
         self.stats = s;
     }
 
-    /// Feature dimension: word2vec (100) plus the bag's terms.
+    /// Dimension of the second vector block (0 without one).
+    pub fn second_dim(&self) -> usize {
+        self.second.as_ref().map_or(0, |s| s.0.dims())
+    }
+
+    /// Feature dimension: word2vec (100), the second set (75, if used), the bag's terms.
     pub fn feature_dim(&self) -> usize {
-        self.dim() + self.stats.bag_vocab.len()
+        self.dim()
+            + self.second_dim()
+            + if self.cfg.bag.is_some() {
+                self.stats.bag_vocab.len()
+            } else {
+                0
+            }
     }
 
     /// Encode captions into the full text feature (word2vec mean, then the bag if configured).
     pub fn features(&self, captions: &[String]) -> (Array2<f32>, OovReport) {
         let tokens: Vec<Vec<String>> = captions.iter().map(|c| self.tokenize(c)).collect();
         let (w2v, rep) = self.encode_tokens(&tokens);
-        let Some(bag) = &self.cfg.bag else {
+        let second = self
+            .second
+            .as_ref()
+            .map(|s| self.encode_tokens_with(&s.0, &tokens).0);
+        if self.cfg.bag.is_none() && second.is_none() {
             return (w2v, rep);
+        }
+        let d = self.dim();
+        let d2 = self.second_dim();
+        let mut out = Array2::<f32>::zeros((captions.len(), self.feature_dim()));
+        let w1 = self.cfg.bag.as_ref().map_or(1.0, |b| b.w2v_weight);
+        out.slice_mut(ndarray::s![.., ..d]).assign(&(&w2v * w1));
+        if let (Some(m), Some(cfg2)) = (&second, &self.cfg.second) {
+            out.slice_mut(ndarray::s![.., d..d + d2])
+                .assign(&(m * cfg2.weight));
+        }
+        let Some(bag) = &self.cfg.bag else {
+            return (out, rep);
         };
+        let d = d + d2;
         let index: HashMap<&str, usize> = self
             .stats
             .bag_vocab
@@ -262,12 +333,8 @@ impl TextEncoder {
             .enumerate()
             .map(|(i, (t, _))| (t.as_str(), i))
             .collect();
-        let d = self.dim();
-        let mut out = Array2::<f32>::zeros((captions.len(), self.feature_dim()));
         for (i, (c, toks)) in captions.iter().zip(&tokens).enumerate() {
             let mut row = out.row_mut(i);
-            row.slice_mut(ndarray::s![..d])
-                .assign(&(&w2v.row(i) * bag.w2v_weight));
             let mut tf: HashMap<usize, f32> = HashMap::new();
             for t in bag_terms(c, toks, bag) {
                 if let Some(&j) = index.get(t.as_str()) {
@@ -306,8 +373,8 @@ impl TextEncoder {
         }
     }
 
-    fn vector(&self, word: &str) -> Option<Array1<f32>> {
-        let e = self.emb.embedding_with_norm(word)?;
+    fn vector(&self, emb: &Embeddings<SimpleVocab, NdArray>, word: &str) -> Option<Array1<f32>> {
+        let e = emb.embedding_with_norm(word)?;
         let v = Array1::from(e.embedding.to_vec());
         Some(if self.cfg.unit_vectors { v } else { v * e.norm })
     }
@@ -320,7 +387,15 @@ impl TextEncoder {
 
     /// `encode` over captions already tokenized (so `features` cuts each caption once).
     fn encode_tokens(&self, tokens: &[Vec<String>]) -> (Array2<f32>, OovReport) {
-        let d = self.dim();
+        self.encode_tokens_with(&self.emb, tokens)
+    }
+
+    fn encode_tokens_with(
+        &self,
+        emb: &Embeddings<SimpleVocab, NdArray>,
+        tokens: &[Vec<String>],
+    ) -> (Array2<f32>, OovReport) {
+        let d = emb.dims();
         let mut out = Array2::<f32>::zeros((tokens.len(), d));
         let mut rep = OovReport {
             captions: tokens.len(),
@@ -332,7 +407,7 @@ impl TextEncoder {
             let mut wsum = 0.0f32;
             for tok in toks.iter().cloned() {
                 rep.tokens += 1;
-                let v = match self.vector(&tok) {
+                let v = match self.vector(emb, &tok) {
                     Some(v) => {
                         rep.in_vocab += 1;
                         Some(v)
@@ -340,7 +415,7 @@ impl TextEncoder {
                     None if self.cfg.char_fallback => {
                         let chars: Vec<Array1<f32>> = tok
                             .chars()
-                            .filter_map(|ch| self.vector(ch.encode_utf8(&mut [0; 4])))
+                            .filter_map(|ch| self.vector(emb, ch.encode_utf8(&mut [0; 4])))
                             .collect();
                         if chars.is_empty() {
                             None
@@ -406,12 +481,22 @@ fn bag_terms(caption: &str, tokens: &[String], bag: &BagConfig) -> Vec<String> {
     out
 }
 
-fn load_word2vec(path: &Path) -> Result<Embeddings<SimpleVocab, NdArray>> {
-    let f = std::fs::File::open(path)
+fn load_word2vec(path: &Path) -> Result<(Embeddings<SimpleVocab, NdArray>, String)> {
+    let bytes = std::fs::read(path)
         .map_err(|e| Error::asset(path, format!("cannot open word vectors ({e})")))?;
-    crate::assets::verify_checksum(path)?;
-    let mut r = BufReader::new(f);
-    let e: Embeddings<SimpleVocab, NdArray> = Embeddings::read_word2vec_binary(&mut r)
-        .map_err(|e| Error::asset(path, format!("not a readable word2vec binary file ({e})")))?;
-    Ok(e)
+    let sha = crate::assets::verified_sha256_of(path, &bytes)?;
+    let mut r = BufReader::new(std::io::Cursor::new(bytes));
+    // finalfusion panics on a vocabulary with a repeated word; a user's file gets an error instead.
+    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        Embeddings::<SimpleVocab, NdArray>::read_word2vec_binary(&mut r)
+    }))
+    .map_err(|_| {
+        Error::asset(
+            path,
+            "not a usable word2vec binary file (a word occurs twice, or the file is malformed)",
+        )
+    })?;
+    let e =
+        read.map_err(|e| Error::asset(path, format!("not a readable word2vec binary file ({e})")))?;
+    Ok((e, sha))
 }

@@ -24,6 +24,8 @@ pub enum Query {
 
 pub struct Section {
     pub title: String,
+    /// Said above the table (e.g. which images could not be read).
+    pub notes: Vec<String>,
     pub rows: Vec<Row>,
 }
 
@@ -44,7 +46,7 @@ fn thumb(path: &Path, cache: &mut HashMap<std::path::PathBuf, String>) -> String
         .and_then(|b| decode::decode(&b).ok())
     {
         Some(img) => {
-            let t = image::imageops::thumbnail(&img, 160, 160 * img.height() / img.width().max(1));
+            let t = decode::thumbnail(&img, 160);
             let mut buf = Vec::new();
             let ok = image::DynamicImage::ImageRgb8(t)
                 .write_to(
@@ -98,6 +100,9 @@ td.hit{{outline:4px solid #2a9d3a;outline-offset:-4px}} .na{{color:#a00}} img{{m
             .count();
         let known = sec.rows.iter().filter(|r| !r.truth.is_empty()).count();
         let _ = write!(h, "<h2>{}</h2>", esc(&sec.title));
+        for n in &sec.notes {
+            let _ = write!(h, "<p class=na>{}</p>", esc(n));
+        }
         if known > 0 {
             let _ = write!(h, "<p>true match in the top 5 for {found} of {known} queries shown (green frame).</p>");
         }

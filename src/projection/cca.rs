@@ -6,50 +6,80 @@
 //! correlations. The ridge is relative to the mean variance (tr/p) so one value suits features of
 //! any scale; on standardised features it is the textbook Cxx + r·I.
 use crate::error::{Error, Result};
+use linfa::traits::{Fit, Transformer};
+use linfa::{DatasetBase, ParamGuard};
 use ndarray::{s, Array1, Array2, Axis};
 use ndarray_linalg::{Cholesky, Diag, JobSvd, SolveTriangular, SVDDC, UPLO};
 
-/// CCA hyper-parameters.
+/// Checked CCA hyper-parameters (linfa's validated-params type): fit with [`Fit::fit`] on a
+/// `DatasetBase` whose records are X (n×p) and targets Y (n×q).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct CcaParams {
-    pub components: usize,
-    pub reg_x: f64,
-    pub reg_y: f64,
+pub struct CcaValidParams {
+    components: usize,
+    reg_x: f64,
+    reg_y: f64,
 }
+
+/// CCA hyper-parameters as given (linfa's params type); [`ParamGuard::check`] validates them.
+/// Serialised as `{components, reg_x, reg_y}` in a model's config.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct CcaParams(CcaValidParams);
 
 impl CcaParams {
     pub fn new(components: usize) -> Self {
-        CcaParams {
+        CcaParams(CcaValidParams {
             components,
             reg_x: 0.0,
             reg_y: 0.0,
-        }
+        })
     }
+    /// Ridge on each side's covariance, relative to its mean variance.
     pub fn reg(mut self, reg_x: f64, reg_y: f64) -> Self {
-        self.reg_x = reg_x;
-        self.reg_y = reg_y;
+        self.0.reg_x = reg_x;
+        self.0.reg_y = reg_y;
         self
     }
-    /// Check the parameters against the data's shape (linfa's params → validated params step).
-    pub fn check(&self, n: usize, p: usize, q: usize) -> Result<()> {
-        if self.components == 0 || self.components > p.min(q) {
-            return Err(Error::Param(format!(
-                "CCA components must be in 1..={} (the smaller side's dimension), got {}",
-                p.min(q),
-                self.components
-            )));
-        }
-        if !(self.reg_x >= 0.0 && self.reg_y >= 0.0) {
-            return Err(Error::Param("CCA regularisation must be >= 0".into()));
-        }
-        if n < 2 {
-            return Err(Error::Param("CCA needs at least 2 pairs".into()));
-        }
-        Ok(())
+    pub fn components(&self) -> usize {
+        self.0.components
     }
 }
 
-/// A fitted CCA: project with (x − mean_x)·wx.
+impl CcaValidParams {
+    pub fn components(&self) -> usize {
+        self.components
+    }
+    pub fn reg_x(&self) -> f64 {
+        self.reg_x
+    }
+    pub fn reg_y(&self) -> f64 {
+        self.reg_y
+    }
+}
+
+impl ParamGuard for CcaParams {
+    type Checked = CcaValidParams;
+    type Error = Error;
+
+    fn check_ref(&self) -> Result<&CcaValidParams> {
+        let p = &self.0;
+        if p.components == 0 {
+            return Err(Error::Param("CCA needs at least 1 component".into()));
+        }
+        if !(p.reg_x >= 0.0 && p.reg_y >= 0.0 && p.reg_x.is_finite() && p.reg_y.is_finite()) {
+            return Err(Error::Param("CCA regularisation must be >= 0".into()));
+        }
+        Ok(p)
+    }
+
+    fn check(self) -> Result<CcaValidParams> {
+        self.check_ref()?;
+        Ok(self.0)
+    }
+}
+
+/// A fitted CCA: project with (x − mean_x)·wx and (y − mean_y)·wy. As a linfa `Transformer` it
+/// maps the records' side (X).
 #[derive(Debug, Clone)]
 pub struct Cca {
     pub mean_x: Array1<f64>,
@@ -59,8 +89,11 @@ pub struct Cca {
     pub correlations: Array1<f64>,
 }
 
-impl CcaParams {
-    pub fn fit(&self, x: &Array2<f64>, y: &Array2<f64>) -> Result<Cca> {
+impl Fit<Array2<f64>, Array2<f64>, Error> for CcaValidParams {
+    type Object = Cca;
+
+    fn fit(&self, ds: &DatasetBase<Array2<f64>, Array2<f64>>) -> Result<Cca> {
+        let (x, y) = (ds.records(), ds.targets());
         let (n, p, q) = (x.nrows(), x.ncols(), y.ncols());
         if y.nrows() != n {
             return Err(Error::Param(format!(
@@ -68,9 +101,21 @@ impl CcaParams {
                 y.nrows()
             )));
         }
-        self.check(n, p, q)?;
-        let mean_x = x.mean_axis(Axis(0)).expect("n >= 2");
-        let mean_y = y.mean_axis(Axis(0)).expect("n >= 2");
+        if self.components > p.min(q) {
+            return Err(Error::Param(format!(
+                "CCA components must be in 1..={} (the smaller side's dimension), got {}",
+                p.min(q),
+                self.components
+            )));
+        }
+        if n < 2 {
+            return Err(Error::Param("CCA needs at least 2 pairs".into()));
+        }
+        let mean_of = |a: &Array2<f64>| {
+            a.mean_axis(Axis(0))
+                .ok_or_else(|| Error::Param("CCA needs at least 2 pairs".into()))
+        };
+        let (mean_x, mean_y) = (mean_of(x)?, mean_of(y)?);
         use super::covariance::cross_covariance as cov;
         let ridge = |mut c: Array2<f64>, r: f64| {
             let mean_var = c.diag().sum() / c.nrows() as f64;
@@ -88,7 +133,9 @@ impl CcaParams {
         let mt = ly.solve_triangular(UPLO::Lower, Diag::NonUnit, &a.t().to_owned())?; // (Lx⁻¹ Cxy Ly⁻ᵀ)ᵀ
         let m = mt.t().to_owned();
         let (u, sv, vt) = m.svddc(JobSvd::Some)?;
-        let (u, vt) = (u.expect("requested U"), vt.expect("requested Vt"));
+        let (Some(u), Some(vt)) = (u, vt) else {
+            return Err(Error::Linalg("SVD returned no singular vectors".into()));
+        };
         let k = self.components;
         let uk = u.slice(s![.., ..k]).to_owned();
         let vk = vt.slice(s![..k, ..]).t().to_owned();
@@ -108,6 +155,12 @@ impl CcaParams {
             wy,
             correlations,
         })
+    }
+}
+
+impl Transformer<&Array2<f64>, Array2<f64>> for Cca {
+    fn transform(&self, x: &Array2<f64>) -> Array2<f64> {
+        self.transform_x(x)
     }
 }
 

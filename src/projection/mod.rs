@@ -4,8 +4,11 @@ pub mod covariance;
 pub mod pca;
 
 use crate::error::{Error, Result};
-pub use cca::{Cca, CcaParams};
+pub use cca::{Cca, CcaParams, CcaValidParams};
+use linfa::traits::Fit;
+use linfa::DatasetBase;
 use ndarray::{Array1, Array2, ArrayView2, Axis};
+use ndarray_linalg::Inverse;
 
 /// How the shared space is learned.
 #[derive(
@@ -100,12 +103,38 @@ type SidePca = (Array2<f64>, Array1<f64>, Option<Array2<f64>>);
 
 fn side_pca(x: Array2<f64>, k: usize, whiten: bool, solver: pca::PcaSolver) -> Result<SidePca> {
     if k == 0 || k >= x.ncols() {
-        let mean = x.mean_axis(Axis(0)).expect("non-empty");
+        let mean = x
+            .mean_axis(Axis(0))
+            .ok_or_else(|| Error::Param("no rows to fit on".into()))?;
         return Ok((x, mean, None));
     }
-    let p = pca::fit(&x, k, whiten, solver)?;
-    let z = p.transform(&x);
-    Ok((z, p.mean, Some(p.components.t().to_owned())))
+    let ds = DatasetBase::from(x);
+    let p = pca::PcaParams::new(k)
+        .whiten(whiten)
+        .solver(solver)
+        .fit(&ds)?;
+    let z = p.transform(ds.records());
+    Ok((z, p.mean.clone(), Some(p.components.t().to_owned())))
+}
+
+/// Fold PCA (x ↦ (x − m_pca)·P) and CCA (z ↦ (z − m_cca)·W) into one map x ↦ (x − m)·P·W.
+/// The CCA mean is not zero in general (the image PCA is fitted on distinct images, the CCA on
+/// caption rows, which repeat images unevenly), so it is carried into input space:
+/// m = m_pca + m_cca·P⁺ with P⁺ = (PᵀP)⁻¹Pᵀ, exact because P⁺P = I.
+fn fold(
+    pca: Option<Array2<f64>>,
+    w: &Array2<f64>,
+    m_pca: Array1<f64>,
+    m_cca: &Array1<f64>,
+) -> Result<(Array1<f64>, Array2<f64>)> {
+    match pca {
+        None => Ok((m_cca.clone(), w.clone())),
+        Some(p) => {
+            let ptp_inv = p.t().dot(&p).inv()?;
+            let mean = m_pca + m_cca.dot(&ptp_inv).dot(&p.t());
+            Ok((mean, p.dot(w)))
+        }
+    }
 }
 
 impl ProjectionParams {
@@ -122,6 +151,19 @@ impl ProjectionParams {
                 "one owner image per caption row is needed".into(),
             ));
         }
+        if texts.nrows() < 2 || images.nrows() < 1 {
+            return Err(Error::Param(format!(
+                "fitting needs at least 2 caption rows and 1 image ({} and {} given)",
+                texts.nrows(),
+                images.nrows()
+            )));
+        }
+        if !(self.power >= 0.0 && self.power.is_finite()) {
+            return Err(Error::Param(format!(
+                "power must be finite and >= 0, got {}",
+                self.power
+            )));
+        }
         if let Some(&bad) = owner.iter().find(|&&o| o >= images.nrows()) {
             return Err(Error::Param(format!("owner index {bad} out of range")));
         }
@@ -137,29 +179,17 @@ impl ProjectionParams {
         )?;
         let zx = zx_img.select(Axis(0), owner);
         let (zy, my, py) = side_pca(texts.mapv(f64::from), ky, self.whiten, self.pca_solver)?;
-        let cca = self.cca.fit(&zx, &zy)?;
-        // Fold PCA and CCA into one matrix per side. PCA outputs of the training rows are centred
-        // (their mean is zero up to rounding), so the PCA mean is the only offset needed.
+        let cca = self.cca.fit(&DatasetBase::new(zx, zy))?;
         let scale = cca.correlations.mapv(|c| c.max(0.0).powf(self.power));
-        let compose =
-            |p: Option<Array2<f64>>, w: &Array2<f64>, m_pca: Array1<f64>, m_cca: &Array1<f64>| {
-                let (proj, mean) = match p {
-                    Some(p) => (p.dot(w), m_pca),
-                    None => (w.clone(), m_cca.clone()),
-                };
-                (
-                    (mean.mapv(|v| v as f32)),
-                    (&proj * &scale).mapv(|v| v as f32),
-                )
-            };
-        let (image_mean, image_proj) = compose(px, &cca.wx, mx, &cca.mean_x);
-        let (text_mean, text_proj) = compose(py, &cca.wy, my, &cca.mean_y);
+        let (image_mean, image_proj) = fold(px, &cca.wx, mx, &cca.mean_x)?;
+        let (text_mean, text_proj) = fold(py, &cca.wy, my, &cca.mean_y)?;
+        let f32s = |m: Array1<f64>| m.mapv(|v| v as f32);
         Ok(Projection {
             image_norm: self.image_norm,
-            image_mean,
-            image_proj,
-            text_mean,
-            text_proj,
+            image_mean: f32s(image_mean),
+            image_proj: (&image_proj * &scale).mapv(|v| v as f32),
+            text_mean: f32s(text_mean),
+            text_proj: (&text_proj * &scale).mapv(|v| v as f32),
             correlations: cca.correlations.to_vec(),
         })
     }

@@ -6,8 +6,8 @@
 //! dimensions on 3,000 rows and returned fewer components than asked when the data's rank was
 //! low, so it is kept for comparison and small problems only.
 use crate::error::{Error, Result};
-use linfa::traits::Fit;
-use linfa::DatasetBase;
+use linfa::traits::{Fit, Transformer};
+use linfa::{DatasetBase, ParamGuard};
 use ndarray::{Array1, Array2, Axis};
 use ndarray_linalg::{Eigh, UPLO};
 
@@ -35,6 +35,69 @@ pub struct PcaMap {
     /// k × d; rows are scaled to unit output variance when whitening.
     pub components: Array2<f64>,
     pub explained_variance_ratio: Array1<f64>,
+}
+
+/// Checked PCA hyper-parameters (linfa's validated-params type).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PcaValidParams {
+    components: usize,
+    whiten: bool,
+    solver: PcaSolver,
+}
+
+/// PCA hyper-parameters as given (linfa's params type): `PcaParams::new(k).whiten(true)`, then
+/// [`Fit::fit`] on a `DatasetBase` of the rows (targets are ignored).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PcaParams(PcaValidParams);
+
+impl PcaParams {
+    pub fn new(components: usize) -> Self {
+        PcaParams(PcaValidParams {
+            components,
+            whiten: false,
+            solver: PcaSolver::Eigh,
+        })
+    }
+    /// Scale each output to unit variance.
+    pub fn whiten(mut self, whiten: bool) -> Self {
+        self.0.whiten = whiten;
+        self
+    }
+    pub fn solver(mut self, solver: PcaSolver) -> Self {
+        self.0.solver = solver;
+        self
+    }
+}
+
+impl ParamGuard for PcaParams {
+    type Checked = PcaValidParams;
+    type Error = Error;
+
+    fn check_ref(&self) -> Result<&PcaValidParams> {
+        if self.0.components == 0 {
+            return Err(Error::Param("PCA needs at least 1 component".into()));
+        }
+        Ok(&self.0)
+    }
+
+    fn check(self) -> Result<PcaValidParams> {
+        self.check_ref()?;
+        Ok(self.0)
+    }
+}
+
+impl<T> Fit<Array2<f64>, T, Error> for PcaValidParams {
+    type Object = PcaMap;
+
+    fn fit(&self, ds: &DatasetBase<Array2<f64>, T>) -> Result<PcaMap> {
+        fit(ds.records(), self.components, self.whiten, self.solver)
+    }
+}
+
+impl Transformer<&Array2<f64>, Array2<f64>> for PcaMap {
+    fn transform(&self, x: &Array2<f64>) -> Array2<f64> {
+        PcaMap::transform(self, x)
+    }
 }
 
 /// Fit a PCA with `k` components on the rows of `x`.
@@ -71,7 +134,9 @@ pub fn fit(x: &Array2<f64>, k: usize, whiten: bool, solver: PcaSolver) -> Result
 }
 
 fn fit_eigh(x: &Array2<f64>, k: usize, whiten: bool) -> Result<PcaMap> {
-    let mean = x.mean_axis(Axis(0)).expect("n > k >= 1");
+    let mean = x
+        .mean_axis(Axis(0))
+        .ok_or_else(|| Error::Param("PCA of an empty matrix".into()))?;
     if x.ncols() > x.nrows() {
         // Wide data (more features than rows, e.g. VGG pool5's 25,088-d on a few thousand
         // images): diagonalise the n×n Gram matrix instead of the d×d covariance; axis i is

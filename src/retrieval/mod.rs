@@ -1,3 +1,4 @@
-//! Ranking by cosine similarity, and recall metrics.
+//! Ranking by cosine similarity (optionally hubness-corrected), and recall metrics.
 pub mod metrics;
 pub mod rank;
+pub mod score;

@@ -36,18 +36,8 @@ pub fn top_k(
 
 /// Partial selection of the k best of one row (k is small: a sorted insertion buffer).
 pub fn select_k(row: &[f32], k: usize) -> Vec<(usize, f32)> {
-    let mut best: Vec<(usize, f32)> = Vec::with_capacity(k + 1);
-    for (j, &v) in row.iter().enumerate() {
-        let v = if v.is_nan() { f32::NEG_INFINITY } else { v };
-        if best.len() == k && !better((j, v), best[k - 1]) {
-            continue;
-        }
-        let pos = best
-            .iter()
-            .position(|&b| better((j, v), b))
-            .unwrap_or(best.len());
-        best.insert(pos, (j, v));
-        best.truncate(k);
+    if k == 0 {
+        return Vec::new();
     }
-    best
+    super::score::select_pairs(row.iter().copied().enumerate(), k)
 }

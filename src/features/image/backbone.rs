@@ -94,6 +94,8 @@ pub enum Preprocess {
 /// A loaded network.
 pub struct Backbone {
     pub kind: BackboneKind,
+    /// sha256 of the weights file it was loaded from (the features' identity).
+    pub sha256: String,
     pub preprocess: Preprocess,
     pub device: Device,
     weights: HashMap<String, Tensor>,
@@ -115,6 +117,17 @@ struct Block {
     skip: bool,
 }
 
+/// What to tell a user whose weights file for `kind` is missing.
+pub fn missing_weights_hint(kind: BackboneKind) -> &'static str {
+    if kind == BackboneKind::Vgg16 {
+        "VGG16 ImageNet weights are in no package registry: convert your own torchvision \
+         vgg16-397923af.pth with `python3 scripts/convert_weights.py torchvision-vgg IN.pth \
+         models/vgg16.safetensors` (or pass --weights)"
+    } else {
+        "weights file not found"
+    }
+}
+
 /// Where the weights for `kind` live by default: `$TUWEN_MODELS` or `<crate root>/models`.
 pub fn default_models_dir() -> PathBuf {
     std::env::var_os("TUWEN_MODELS")
@@ -130,17 +143,10 @@ impl Backbone {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| default_models_dir().join(kind.weights_file()));
         if !path.is_file() {
-            let hint = if kind == BackboneKind::Vgg16 {
-                "VGG16 ImageNet weights are in no package registry: convert your own torchvision \
-                 vgg16-397923af.pth with `python3 scripts/convert_weights.py torchvision-vgg IN.pth \
-                 models/vgg16.safetensors` (or pass --weights)"
-            } else {
-                "weights file not found"
-            };
-            return Err(Error::asset(&path, hint));
+            return Err(Error::asset(&path, missing_weights_hint(kind)));
         }
-        crate::assets::verify_checksum(&path)?;
         let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let sha256 = crate::assets::verified_sha256_of(&path, &bytes)?;
         let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
             .map_err(|e| Error::asset(&path, format!("not a valid safetensors file ({e})")))?;
         let meta = meta.metadata().clone().unwrap_or_default();
@@ -156,10 +162,12 @@ impl Backbone {
                 ))
             }
         };
+        // Files converted before variants were tagged say `efficientnet-lite`; the variant is then
+        // told by the network's structure below.
         let arch_ok = match kind {
             BackboneKind::Vgg19 => arch == "vgg19",
             BackboneKind::Vgg16 => arch == "vgg16",
-            _ => arch == "efficientnet-lite",
+            _ => arch == "efficientnet-lite" || arch == kind.name(),
         };
         if !arch_ok {
             return Err(Error::asset(
@@ -175,10 +183,11 @@ impl Backbone {
         let net = if kind.is_vgg() {
             vgg_layout(&path, &weights, kind)?
         } else {
-            efficientnet_layout(&path, &weights)?
+            efficientnet_layout(&path, &weights, kind)?
         };
         let mut net = Backbone {
             kind,
+            sha256,
             preprocess,
             device,
             weights,
@@ -186,7 +195,32 @@ impl Backbone {
             channels_last: false,
         };
         net.set_channels_last(true);
+        net.probe(&path)?;
         Ok(net)
+    }
+
+    /// Run a tiny input through the network once: tensors whose shapes do not fit together (a
+    /// damaged or foreign weights file) make libtorch panic, and that becomes an error naming the
+    /// file instead of a crash in the middle of an extraction.
+    fn probe(&self, path: &Path) -> Result<()> {
+        let x = Tensor::zeros([1, 3, 32, 32], (Kind::Float, self.device));
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            tch::no_grad(|| self.feature_map(&self.normalise(&x)).size())
+        }));
+        match run {
+            Ok(s) if s.len() == 4 && s[1] == self.kind.channels() as i64 => Ok(()),
+            Ok(s) => Err(Error::asset(
+                path,
+                format!(
+                    "the network gives {s:?} feature maps, not {} channels",
+                    self.kind.channels()
+                ),
+            )),
+            Err(_) => Err(Error::asset(
+                path,
+                "its tensors' shapes do not fit together as this network",
+            )),
+        }
     }
 
     /// Run convolutions on channels-last (NHWC-strided) tensors, the default: oneDNN's fast CPU
@@ -399,6 +433,25 @@ fn need(path: &Path, w: &HashMap<String, Tensor>, name: &str) -> Result<()> {
     }
 }
 
+/// Size of dimension `i` of a 4-D convolution weight from a user's file, or an error.
+fn dim(path: &Path, t: &Tensor, i: usize) -> Result<i64> {
+    let size = t.size();
+    match size.get(i) {
+        Some(&n) if size.len() == 4 => Ok(n),
+        _ => Err(Error::asset(
+            path,
+            format!("a convolution weight has shape {size:?}, not 4-D"),
+        )),
+    }
+}
+
+fn need_bn(path: &Path, w: &HashMap<String, Tensor>, bn: &str) -> Result<()> {
+    for t in ["weight", "bias", "running_mean", "running_var"] {
+        need(path, w, &format!("{bn}.{t}"))?;
+    }
+    Ok(())
+}
+
 fn vgg_layout(path: &Path, w: &HashMap<String, Tensor>, kind: BackboneKind) -> Result<Net> {
     let blocks: &[usize] = if kind == BackboneKind::Vgg19 {
         &[2, 2, 4, 4, 4]
@@ -422,7 +475,11 @@ fn vgg_layout(path: &Path, w: &HashMap<String, Tensor>, kind: BackboneKind) -> R
 /// Read the block structure off the tensors: kernel from the depthwise weight, expansion from the
 /// presence of an expand conv; a block whose channels change opens a stage, and EfficientNet's
 /// seven stages have strides 1,2,2,2,1,2,1.
-fn efficientnet_layout(path: &Path, w: &HashMap<String, Tensor>) -> Result<Net> {
+fn efficientnet_layout(
+    path: &Path,
+    w: &HashMap<String, Tensor>,
+    kind: BackboneKind,
+) -> Result<Net> {
     const STAGE_STRIDES: [i64; 7] = [1, 2, 2, 2, 1, 2, 1];
     for n in [
         "_conv_stem.weight",
@@ -432,6 +489,8 @@ fn efficientnet_layout(path: &Path, w: &HashMap<String, Tensor>) -> Result<Net> 
     ] {
         need(path, w, n)?;
     }
+    need_bn(path, w, "_bn0")?;
+    need_bn(path, w, "_bn1")?;
     let mut blocks = Vec::new();
     let mut stage: i64 = -1;
     let mut prev_out = -1;
@@ -442,11 +501,16 @@ fn efficientnet_layout(path: &Path, w: &HashMap<String, Tensor>) -> Result<Net> 
         };
         need(path, w, &format!("{p}._project_conv.weight"))?;
         let expand_w = w.get(&format!("{p}._expand_conv.weight"));
+        if expand_w.is_some() {
+            need_bn(path, w, &format!("{p}._bn0"))?;
+        }
+        need_bn(path, w, &format!("{p}._bn1"))?;
+        need_bn(path, w, &format!("{p}._bn2"))?;
         let in_ch = match expand_w {
-            Some(e) => e.size()[1],
-            None => dw.size()[0],
+            Some(e) => dim(path, e, 1)?,
+            None => dim(path, dw, 0)?,
         };
-        let out_ch = w[&format!("{p}._project_conv.weight")].size()[0];
+        let out_ch = dim(path, &w[&format!("{p}._project_conv.weight")], 0)?;
         let opens_stage = index == 0 || in_ch != prev_out || in_ch != out_ch;
         if opens_stage {
             stage += 1;
@@ -459,7 +523,7 @@ fn efficientnet_layout(path: &Path, w: &HashMap<String, Tensor>) -> Result<Net> 
         blocks.push(Block {
             index,
             expand: expand_w.is_some(),
-            kernel: dw.size()[2],
+            kernel: dim(path, dw, 2)?,
             stride,
             skip: stride == 1 && in_ch == out_ch,
         });
@@ -469,6 +533,28 @@ fn efficientnet_layout(path: &Path, w: &HashMap<String, Tensor>) -> Result<Net> 
         return Err(Error::asset(
             path,
             format!("unexpected EfficientNet layout ({} blocks)", blocks.len()),
+        ));
+    }
+    // The variants differ in depth (and head input width), not in tensor names, so a Lite0 file
+    // would run under the Lite2 name; tell them apart by structure.
+    let head_in = w["_conv_head.weight"].size().get(1).copied().unwrap_or(0);
+    let found = match (blocks.len(), head_in) {
+        (16, 320) => Some(BackboneKind::EfficientNetLite0),
+        (21, 352) => Some(BackboneKind::EfficientNetLite2),
+        _ => None,
+    };
+    if found != Some(kind) {
+        let what = found
+            .map(|k| k.name().to_string())
+            .unwrap_or_else(|| format!("an EfficientNet-Lite with {} blocks", blocks.len()));
+        return Err(Error::asset(
+            path,
+            format!(
+                "holds {what} ({} blocks, head input {head_in} channels), not {}; \
+                 pass the matching --backbone or weights file",
+                blocks.len(),
+                kind.name()
+            ),
         ));
     }
     Ok(Net::EfficientNet(blocks))

@@ -1,5 +1,5 @@
 //! Feature cache: one folder per feature configuration, holding shards written atomically
-//! (temp file + rename, `outputs::write_atomic`), each a safetensors file with the rows and the blake3 content hashes of
+//! (temp file + rename, `fsutil::write_atomic`), each a safetensors file with the rows and the blake3 content hashes of
 //! their images. A run killed at any point leaves only whole shards behind.
 use crate::error::{Error, Result};
 use safetensors::{tensor::TensorView, Dtype, SafeTensors};
@@ -10,14 +10,12 @@ pub struct FeatureCache {
     dir: PathBuf,
     dim: usize,
     rows: HashMap<[u8; 32], Vec<f32>>,
-    next: usize,
 }
 
 impl FeatureCache {
     pub fn open(dir: &Path, dim: usize) -> Result<FeatureCache> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let mut rows = HashMap::new();
-        let mut next = 0;
         let rd = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
         for entry in rd {
             let path = entry.map_err(|e| Error::io(dir, e))?.path();
@@ -26,14 +24,8 @@ impl FeatureCache {
                 .and_then(|n| n.to_str())
                 .unwrap_or_default()
                 .to_string();
-            let Some(num) = name
-                .strip_prefix("shard-")
-                .and_then(|n| n.strip_suffix(".safetensors"))
-            else {
+            if !(name.starts_with("shard-") && name.ends_with(".safetensors")) {
                 continue;
-            };
-            if let Ok(k) = num.parse::<usize>() {
-                next = next.max(k + 1);
             }
             let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
             read_shard(&path, &bytes, dim, &mut rows)?;
@@ -42,7 +34,6 @@ impl FeatureCache {
             dir: dir.to_path_buf(),
             dim,
             rows,
-            next,
         })
     }
 
@@ -79,9 +70,11 @@ impl FeatureCache {
         let meta = Some(HashMap::from([("hashes".to_string(), hashes)]));
         let bytes = safetensors::serialize([("features", view)], &meta)
             .map_err(|e| Error::Model(format!("cache shard: {e}")))?;
-        let path = self.dir.join(format!("shard-{:06}.safetensors", self.next));
-        crate::outputs::write_atomic(&path, &bytes)?;
-        self.next += 1;
+        // Named by content, not by a counter: two processes extracting into one cache at once
+        // never pick the same name for different work (identical work may share a name, harmlessly).
+        let name = blake3::hash(&bytes).to_hex();
+        let path = self.dir.join(format!("shard-{}.safetensors", &name[..32]));
+        crate::fsutil::write_atomic(&path, &bytes)?;
         for (h, r) in entries {
             self.rows.insert(*h.as_bytes(), r.to_vec());
         }
@@ -126,4 +119,41 @@ fn read_shard(
         rows.insert(*h.as_bytes(), v);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_writers_on_one_cache_keep_both_shards() {
+        let d = tempfile::tempdir().unwrap();
+        // Both open before either writes, as two processes started together would.
+        let mut a = FeatureCache::open(d.path(), 2).unwrap();
+        let mut b = FeatureCache::open(d.path(), 2).unwrap();
+        let (ha, hb) = (blake3::hash(b"image a"), blake3::hash(b"image b"));
+        a.write_shard(&[(ha, &[1.0, 2.0][..])]).unwrap();
+        b.write_shard(&[(hb, &[3.0, 4.0][..])]).unwrap();
+        let c = FeatureCache::open(d.path(), 2).unwrap();
+        assert_eq!(c.len(), 2);
+        assert_eq!(c.get(&ha), Some(&[1.0, 2.0][..]));
+        assert_eq!(c.get(&hb), Some(&[3.0, 4.0][..]));
+    }
+
+    #[test]
+    fn shards_of_an_older_numbering_are_still_read() {
+        let d = tempfile::tempdir().unwrap();
+        let mut a = FeatureCache::open(d.path(), 1).unwrap();
+        let h = blake3::hash(b"x");
+        a.write_shard(&[(h, &[5.0][..])]).unwrap();
+        let f = std::fs::read_dir(d.path())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        std::fs::rename(&f, d.path().join("shard-000000.safetensors")).unwrap();
+        let c = FeatureCache::open(d.path(), 1).unwrap();
+        assert_eq!(c.get(&h), Some(&[5.0][..]));
+    }
 }

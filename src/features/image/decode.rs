@@ -91,21 +91,68 @@ fn flatten_to_rgb(img: DynamicImage) -> RgbImage {
     })
 }
 
-/// Resize the shorter side to `size` and cut the centre `size`×`size` square.
+/// Cut the centre square of the image and resize it to `size`×`size` (the shorter side is
+/// scaled to `size`, the longer one cropped). The square is cut in source coordinates first, so
+/// a very elongated image (say 20000×1) costs no more than its square: resizing the whole image
+/// first would allocate gigabytes for it.
 pub fn resize_center_crop(img: &RgbImage, size: u32) -> RgbImage {
     let (w, h) = img.dimensions();
-    let scale = size as f32 / w.min(h) as f32;
-    let (nw, nh) = (
-        ((w as f32 * scale).round() as u32).max(size),
-        ((h as f32 * scale).round() as u32).max(size),
-    );
+    let side = w.min(h).max(1);
+    let (x, y) = ((w - side.min(w)) / 2, (h - side.min(h)) / 2);
+    let square = image::imageops::crop_imm(img, x, y, side.min(w), side.min(h));
     // Large photos: a cheap box-filter pre-shrink keeps Triangle resampling from dominating.
-    let resized = if w.min(h) > 4 * size {
-        let pre = image::imageops::thumbnail(img, nw * 2, nh * 2);
-        image::imageops::resize(&pre, nw, nh, FilterType::Triangle)
+    if side > 4 * size {
+        let pre = image::imageops::thumbnail(&*square, size * 2, size * 2);
+        image::imageops::resize(&pre, size, size, FilterType::Triangle)
     } else {
-        image::imageops::resize(img, nw, nh, FilterType::Triangle)
-    };
-    let (x, y) = ((nw - size) / 2, (nh - size) / 2);
-    image::imageops::crop_imm(&resized, x, y, size, size).to_image()
+        image::imageops::resize(&*square, size, size, FilterType::Triangle)
+    }
+}
+
+/// A thumbnail at most `max_w` wide for display. Aspect ratios beyond 4:1 are cut to 4:1 around
+/// the centre in source coordinates first, so no side rounds to zero and memory stays bounded.
+pub fn thumbnail(img: &RgbImage, max_w: u32) -> RgbImage {
+    let (w, h) = img.dimensions();
+    let (cw, ch) = (
+        w.min(h.saturating_mul(4)).max(1),
+        h.min(w.saturating_mul(4)).max(1),
+    );
+    let (cw, ch) = (cw.min(w), ch.min(h));
+    let view = image::imageops::crop_imm(img, (w - cw) / 2, (h - ch) / 2, cw, ch);
+    let tw = max_w.min(cw).max(1);
+    let th = ((ch as u64 * tw as u64 / cw.max(1) as u64) as u32).max(1);
+    image::imageops::thumbnail(&*view, tw, th)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn elongated_images_are_cropped_before_resizing() {
+        for (w, h) in [(20_000, 1), (1, 20_000), (3, 7), (300, 200)] {
+            let img = RgbImage::from_fn(w, h, |x, y| {
+                image::Rgb([(x % 256) as u8, (y % 256) as u8, 7])
+            });
+            let out = resize_center_crop(&img, 224);
+            assert_eq!(out.dimensions(), (224, 224));
+            let t = thumbnail(&img, 160);
+            assert!(t.width() >= 1 && t.height() >= 1 && t.width() <= 160);
+            assert!(t.width() <= 4 * t.height() + 4 && t.height() <= 4 * t.width() + 4);
+        }
+        // A 1-pixel-high strip: the output is the centre pixel's colour (x = 9999) everywhere.
+        let img = RgbImage::from_fn(20_000, 1, |x, _| image::Rgb([(x / 100) as u8, 0, 0]));
+        let out = resize_center_crop(&img, 8);
+        assert!(out.pixels().all(|p| p.0 == [99, 0, 0]));
+    }
+
+    #[test]
+    fn square_images_are_resized_whole() {
+        let img = RgbImage::from_fn(10, 10, |x, y| {
+            image::Rgb([(x * 20) as u8, (y * 20) as u8, 0])
+        });
+        let out = resize_center_crop(&img, 20);
+        let direct = image::imageops::resize(&img, 20, 20, FilterType::Triangle);
+        assert_eq!(out, direct);
+    }
 }

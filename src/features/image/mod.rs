@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
-/// What is computed for each image. Part of the cache key and of a fitted model's config.
+/// What a user asks to compute for each image; [`ImageFeatureConfig::resolve`] pins it to a
+/// weights file as a [`FeatureSpec`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ImageFeatureConfig {
     pub backbone: BackboneKind,
@@ -37,21 +38,129 @@ impl Default for ImageFeatureConfig {
 }
 
 impl ImageFeatureConfig {
-    /// Cache folder name: everything that changes the numbers (v1 = this preprocessing).
-    pub fn cache_key(&self) -> String {
-        format!(
-            "{}-{}-{}-s{}-v1",
-            self.backbone.name(),
-            self.pooling.name(),
-            if self.flip { "flip" } else { "noflip" },
-            self.backbone.input_size()
-        )
-    }
     pub fn dim(&self) -> usize {
         match self.pooling {
             Pooling::Grid => self.backbone.channels() * 49,
             _ => self.backbone.channels(),
         }
+    }
+
+    /// The weights file used for this backbone: `weights` if given, else the models folder's.
+    pub fn weights_path(&self, weights: Option<&Path>) -> PathBuf {
+        weights
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| backbone::default_models_dir().join(self.backbone.weights_file()))
+    }
+
+    /// Pin this request to the weights file that will compute it (hashing the file): the
+    /// identity under which features are cached and models are stored.
+    pub fn resolve(&self, weights: Option<&Path>) -> Result<FeatureSpec> {
+        let path = self.weights_path(weights);
+        if !path.is_file() {
+            return Err(Error::asset(
+                &path,
+                backbone::missing_weights_hint(self.backbone),
+            ));
+        }
+        let sha = crate::assets::verified_sha256(&path)?;
+        Ok(FeatureSpec {
+            backbone: self.backbone,
+            weights_sha256: sha,
+            weights_file: path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
+            pooling: self.pooling,
+            flip: self.flip,
+            input_size: self.backbone.input_size(),
+            preprocess_version: PREPROCESS_VERSION,
+        })
+    }
+}
+
+/// Version of the pixels fed to the network (decode → crop → resize). Bump it whenever they
+/// change, so cached features and fitted models of the old pipeline are never mixed with new ones.
+/// 2: the centre square is cut in source coordinates before resizing (1 resized whole images).
+pub const PREPROCESS_VERSION: u32 = 2;
+
+/// The one identity of an image feature: which network, with which weights (by content hash),
+/// pooled how, on which input. It names the cache folder, is stored in every fitted model, and
+/// a model is only ever fed features of the same spec.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FeatureSpec {
+    pub backbone: BackboneKind,
+    /// sha256 of the weights file.
+    pub weights_sha256: String,
+    /// The weights file's name when resolved (for messages only; the hash is the identity).
+    #[serde(default)]
+    pub weights_file: String,
+    pub pooling: Pooling,
+    pub flip: bool,
+    pub input_size: u32,
+    pub preprocess_version: u32,
+}
+
+impl FeatureSpec {
+    pub fn config(&self) -> ImageFeatureConfig {
+        ImageFeatureConfig {
+            backbone: self.backbone,
+            pooling: self.pooling,
+            flip: self.flip,
+        }
+    }
+
+    pub fn dim(&self) -> usize {
+        self.config().dim()
+    }
+
+    fn short_sha(&self) -> &str {
+        self.weights_sha256
+            .get(..12)
+            .unwrap_or(self.weights_sha256.as_str())
+    }
+
+    /// Cache folder name: every field that changes the numbers.
+    pub fn cache_key(&self) -> String {
+        format!(
+            "{}-w{}-{}-{}-s{}-p{}",
+            self.backbone.name(),
+            self.short_sha(),
+            self.pooling.name(),
+            if self.flip { "flip" } else { "noflip" },
+            self.input_size,
+            self.preprocess_version
+        )
+    }
+
+    /// Same features: every field but the informative file name.
+    pub fn same_features(&self, other: &FeatureSpec) -> bool {
+        FeatureSpec {
+            weights_file: String::new(),
+            ..self.clone()
+        } == FeatureSpec {
+            weights_file: String::new(),
+            ..other.clone()
+        }
+    }
+
+    /// For messages: `efficientnet-lite2 (efficientnet-lite2.safetensors, sha256 14593eede4f3…),
+    /// avg pooling, flip, 260 px, preprocessing v2`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({}sha256 {}…), {} pooling, {}, {} px, preprocessing v{}",
+            self.backbone.name(),
+            if self.weights_file.is_empty() {
+                String::new()
+            } else {
+                format!("{}, ", self.weights_file)
+            },
+            self.short_sha(),
+            self.pooling.name(),
+            if self.flip { "flip" } else { "no flip" },
+            self.input_size,
+            self.preprocess_version
+        )
     }
 }
 
@@ -131,10 +240,11 @@ enum Status {
 pub fn extract(
     ids: &[String],
     dir: &Path,
-    cfg: &ImageFeatureConfig,
+    spec: &FeatureSpec,
     opts: &ExtractOptions,
 ) -> Result<ImageFeatures> {
     let t0 = Instant::now();
+    let cfg = &spec.config();
     if cfg.pooling == Pooling::Grid
         && !matches!(cfg.backbone, BackboneKind::Vgg16 | BackboneKind::Vgg19)
     {
@@ -147,7 +257,7 @@ pub fn extract(
     }
     let dim = cfg.dim();
     let mut cache = match &opts.cache_dir {
-        Some(root) => Some(FeatureCache::open(&root.join(cfg.cache_key()), dim)?),
+        Some(root) => Some(FeatureCache::open(&root.join(spec.cache_key()), dim)?),
         None => None,
     };
     // Hash every file (content, not name, keys the cache), in parallel.
@@ -191,6 +301,16 @@ pub fn extract(
 
     if !todo.is_empty() {
         let net = Backbone::load(cfg.backbone, opts.weights.as_deref(), opts.device)?;
+        if net.sha256 != spec.weights_sha256 {
+            return Err(Error::asset(
+                cfg.weights_path(opts.weights.as_deref()),
+                format!(
+                    "has sha256 {}, but the features asked for are {}",
+                    net.sha256,
+                    spec.describe()
+                ),
+            ));
+        }
         let bar = progress_bar(
             todo.len() as u64,
             opts.progress,
