@@ -37,3 +37,13 @@ done; done
 X=${D/--reg-text 1/--reg-text 3}; X=${X/--reg-image 0.3/--reg-image 1}
 F dev-rt3-ri1-k384 ${X/--components 256/--components 384}
 F dev-rt3-ri1-p2 ${X/--power 1/--power 2}
+# 5. Power 2 (best alone; with ridge 3 / 1 it lost: dev-rt3-ri1-p2): power 1.5 and 2 with one
+# ridge raised at a time, 384 components, the second vector set; other scorings on that fit.
+P2=${D/--power 1/--power 2}
+F dev-p1.5 ${D/--power 1/--power 1.5}
+F dev-p2-rt3 ${P2/--reg-text 1/--reg-text 3}
+F dev-p2-ri1 ${P2/--reg-image 0.3/--reg-image 1}
+F dev-p2-k384 ${P2/--components 256/--components 384}
+F dev-p2-cnsyn1 $P2 --second-weight 1
+EVAL_ARGS="--score inverted-softmax --beta 10" REUSE=1 R dev-p2 flickr8k-dev $P2
+EVAL_ARGS="--score cosine" REUSE=1 R dev-p2 flickr8k-dev $P2

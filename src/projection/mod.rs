@@ -82,7 +82,7 @@ impl Default for ProjectionParams {
             whiten: false,
             pca_solver: pca::PcaSolver::Eigh,
             cca: CcaParams::new(256).reg(0.3, 1.0),
-            power: 1.0,
+            power: 2.0,
         }
     }
 }
