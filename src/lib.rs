@@ -12,6 +12,7 @@ pub mod assets;
 pub mod blas;
 pub mod data;
 pub mod error;
+pub mod explain;
 pub mod features;
 pub mod fsutil;
 pub mod model;
@@ -19,5 +20,6 @@ pub mod outputs;
 pub mod pipeline;
 pub mod projection;
 pub mod retrieval;
+pub mod serve;
 
 pub use error::{Error, Result};

@@ -36,6 +36,52 @@ enum Cmd {
     Report(ReportCmd),
     /// Split a pairs CSV by image into train/held-out files (seeded), optionally laid out as 附件2/附件3.
     Split(SplitCmd),
+    /// Why a caption and an image match: the cosine split exactly into one part per caption term
+    /// (tokens through their word vectors, bag words/characters/bigrams) plus a constant, and the
+    /// hubness correction beside it.
+    Explain(ExplainCmd),
+    /// Write the model's shared-space embeddings (L2-normalised, as ranking compares them) of
+    /// images and/or captions with their ids: one Parquet file (columns id, kind, vector; with
+    /// --raw also raw_image / raw_text), or with --format npy the files OUT.images.npy,
+    /// OUT.texts.npy (float32, C order, [n, d]) and OUT.images.ids.txt, OUT.texts.ids.txt (one id
+    /// per line, same order; with --raw also OUT.images.raw.npy, OUT.texts.raw.npy).
+    Export(ExportCmd),
+    /// A local search page and JSON API over an image folder: type Chinese text to see the best
+    /// images with each score explained per term; click or upload an image for its nearest
+    /// captions (--captions) and images. Binds to 127.0.0.1 unless --host says otherwise.
+    Serve(ServeCmd),
+}
+
+#[derive(Args)]
+struct ServeCmd {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Gallery: every image file in this folder (features from the cache, extracted on start if
+    /// missing).
+    #[arg(long)]
+    images: PathBuf,
+    /// Captions for image → text: a CSV with text_id,caption (or image_id,caption pairs, whose
+    /// rows become row-N).
+    #[arg(long)]
+    captions: Option<PathBuf>,
+    /// Address to bind; 127.0.0.1 keeps the page on this machine.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port (0 picks a free one; the address is printed on start).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Score: csls (default), inverted-softmax or cosine; single queries use the model's
+    /// training banks (as `rank --bank train`).
+    #[arg(long = "score", value_enum, default_value = "csls")]
+    kind: ScoreKind,
+    /// CSLS: neighbours averaged into r.
+    #[arg(long, default_value_t = 10)]
+    csls_k: usize,
+    /// Inverted softmax: inverse temperature.
+    #[arg(long, default_value_t = 10.0)]
+    beta: f32,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 #[derive(Args, Clone)]
@@ -72,9 +118,11 @@ struct ScoreArgs {
     #[arg(long, default_value_t = 10.0)]
     beta: f32,
     /// What r and the softmax are computed over: `sets` (the queries and gallery being ranked,
-    /// all known at once) or `train` (training images and captions stored in the model).
-    #[arg(long, value_enum, default_value = "sets")]
-    bank: pipeline::Bank,
+    /// all known at once; default of eval, rank and report) or `train` (training images and
+    /// captions stored in the model; default of `explain`, where a corrected score needs it,
+    /// having one pair and no sets).
+    #[arg(long, value_enum)]
+    bank: Option<pipeline::Bank>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -85,7 +133,12 @@ enum ScoreKind {
 }
 
 impl ScoreArgs {
+    /// The options, with `--bank` defaulting to `sets`.
     fn options(&self) -> pipeline::ScoreOptions {
+        self.options_with_bank(pipeline::Bank::Sets)
+    }
+
+    fn options_with_bank(&self, default_bank: pipeline::Bank) -> pipeline::ScoreOptions {
         use tuwen::retrieval::score::Scoring;
         pipeline::ScoreOptions {
             scoring: match self.kind {
@@ -93,7 +146,7 @@ impl ScoreArgs {
                 ScoreKind::Csls => Scoring::Csls { k: self.csls_k },
                 ScoreKind::InvertedSoftmax => Scoring::InvertedSoftmax { beta: self.beta },
             },
-            bank: self.bank,
+            bank: self.bank.unwrap_or(default_bank),
         }
     }
 }
@@ -174,8 +227,40 @@ struct ExtractCmd {
     /// Image folder.
     #[arg(long)]
     images: PathBuf,
+    /// Extract only part K of N (K is 1-based: 1/3, 2/3, 3/3), so N machines can share the work:
+    /// an id belongs to part 1 + (first 8 bytes of blake3(id), little-endian) mod N, the same on
+    /// every machine. Merge the caches by copying the shard-*.safetensors files of each run's
+    /// cache folder (named by the feature spec) into one folder.
+    #[arg(long, value_name = "K/N")]
+    shard: Option<image::Shard>,
     #[command(flatten)]
     image: ImageArgs,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Args)]
+struct ExplainCmd {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    score: ScoreArgs,
+    /// The caption (文本).
+    #[arg(long)]
+    caption: String,
+    /// The image file.
+    #[arg(long)]
+    image: PathBuf,
+    /// Which side is the query: `caption` (text → image, task 1) or `image` (image → text, task
+    /// 2); it decides which penalty is which, and the inverted softmax's normaliser.
+    #[arg(long, value_enum, default_value = "caption")]
+    query: tuwen::explain::QuerySide,
+    /// Terms shown (largest |contribution| first; 0: all).
+    #[arg(long, default_value_t = 15)]
+    top: usize,
+    /// Print one JSON object (all terms) instead of a table.
+    #[arg(long)]
+    json: bool,
     #[command(flatten)]
     run: RunArgs,
 }
@@ -387,6 +472,46 @@ struct SplitCmd {
     teddy_layout: bool,
 }
 
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["pairs", "ids", "captions"])))]
+struct ExportCmd {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Pairs CSV (image_id,caption): its distinct images and all its non-empty captions, whose
+    /// ids are Word-<1000000001 + n> as `split --teddy-layout` numbers them in 附件2/附件3.
+    #[arg(long)]
+    pairs: Option<PathBuf>,
+    /// Image id list (image_id; e.g. Teddy image_data.csv): images only.
+    #[arg(long)]
+    ids: Option<PathBuf>,
+    /// Caption list (text_id,caption; e.g. Teddy word_test.csv): captions only.
+    #[arg(long)]
+    captions: Option<PathBuf>,
+    /// Image folder (for --ids, and for --pairs unless --what texts).
+    #[arg(long)]
+    images: Option<PathBuf>,
+    /// Which items to export (default: all the input holds).
+    #[arg(long, value_enum)]
+    what: Option<tuwen::outputs::export::What>,
+    /// Also export the features before projection: the pooled CNN features (before the model's
+    /// image normalisation) and the caption features (word-vector mean, bag of terms). Parquet:
+    /// columns raw_image and raw_text, each null on the other kind's rows (their widths differ).
+    #[arg(long)]
+    raw: bool,
+    /// The Parquet file to write, or with --format npy the prefix of the files written.
+    #[arg(long)]
+    out: PathBuf,
+    /// parquet: one file at OUT; npy: OUT.images.npy, OUT.texts.npy, OUT.images.ids.txt,
+    /// OUT.texts.ids.txt (and OUT.images.raw.npy, OUT.texts.raw.npy with --raw).
+    #[arg(long, value_enum, default_value = "parquet")]
+    format: tuwen::outputs::export::Format,
+    /// Print one JSON summary instead of text.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     // After parsing, so `--help` and argument errors don't pay for a restart.
@@ -399,6 +524,9 @@ fn main() -> Result<()> {
         Cmd::Demo(c) => demo(c),
         Cmd::Split(c) => split(c),
         Cmd::Report(c) => report(c),
+        Cmd::Explain(c) => explain(c),
+        Cmd::Export(c) => export(c),
+        Cmd::Serve(c) => serve(c),
     }
 }
 
@@ -453,6 +581,25 @@ fn extract(c: ExtractCmd) -> Result<()> {
             c.pairs.display()
         );
     }
+    let (ids, rows) = match c.shard {
+        None => (ids, rows),
+        Some(sh) => {
+            let (ids, rows): (Vec<String>, Vec<usize>) = ids
+                .into_iter()
+                .zip(rows)
+                .filter(|(id, _)| sh.contains(id))
+                .unzip();
+            eprintln!("shard {sh}: {} ids of this part", ids.len());
+            if ids.is_empty() {
+                println!(
+                    "shard {sh}: no id of {} falls in this part; nothing to do",
+                    c.pairs.display()
+                );
+                return Ok(());
+            }
+            (ids, rows)
+        }
+    };
     let ex = c.run.extract_options(c.image.weights.clone());
     let spec = image_config(&c.image).resolve(ex.weights.as_deref())?;
     let mut f = image::extract(&ids, &c.images, &spec, &ex)?;
@@ -647,6 +794,51 @@ fn rank(c: RankCmd) -> Result<()> {
     report_skips(&skips, c.run.skip_list.as_deref())
 }
 
+fn serve(c: ServeCmd) -> Result<()> {
+    let model = Model::load(&c.model.model)?;
+    let ex = c.run.extract_options(c.model.weights.clone());
+    let scoring = ScoreArgs {
+        kind: c.kind,
+        csls_k: c.csls_k,
+        beta: c.beta,
+        bank: Some(pipeline::Bank::Train),
+    }
+    .options()
+    .scoring;
+    let t0 = std::time::Instant::now();
+    let g = tuwen::serve::Gallery::load(
+        model,
+        &c.model.vector_files(),
+        ex,
+        &c.images,
+        c.captions.as_deref(),
+        scoring,
+    )?;
+    if !g.skipped.is_empty() {
+        eprintln!(
+            "{} files in {} are not usable images (left out)",
+            g.skipped.len(),
+            c.images.display()
+        );
+    }
+    let host: std::net::IpAddr = c
+        .host
+        .parse()
+        .with_context(|| format!("--host {} is not an IP address", c.host))?;
+    let addr = std::net::SocketAddr::new(host, c.port);
+    tuwen::serve::serve(&g, addr, |a| {
+        println!(
+            "serving {} images and {} captions on http://{a}/ (ready in {:.1} s)",
+            g.n_images(),
+            g.n_captions(),
+            t0.elapsed().as_secs_f64()
+        );
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+    })?;
+    Ok(())
+}
+
 fn demo(c: DemoCmd) -> Result<()> {
     let data =
         tuwen::data::synthetic::generate(&c.dir.join("data"), c.train_images, c.val_images, 7)?;
@@ -788,4 +980,123 @@ fn split(c: SplitCmd) -> Result<()> {
         );
     }
     Ok(())
+}
+
+fn explain(c: ExplainCmd) -> Result<()> {
+    let model = Model::load(&c.model.model)?;
+    let ex = c.run.extract_options(c.model.weights.clone());
+    let opts = c.score.options_with_bank(pipeline::Bank::Train);
+    let e = tuwen::explain::explain_files(
+        &model,
+        &c.model.vector_files(),
+        &ex,
+        &c.caption,
+        &c.image,
+        &opts,
+        c.query,
+    )?;
+    if c.json {
+        println!("{}", serde_json::to_string(&e)?);
+        return Ok(());
+    }
+    let x = &e.cosine;
+    println!("score {:.4} ({})", e.score, opts.describe());
+    if e.scoring != tuwen::retrieval::score::Scoring::Cosine {
+        println!(
+            "  = {:.1} × cosine {:.4} − query penalty {:.4} − gallery penalty {:.4} (correction {:+.4})",
+            e.scale,
+            x.cosine,
+            e.query_penalty,
+            e.gallery_penalty,
+            e.correction()
+        );
+    }
+    println!(
+        "cosine {:.4} = Σ {} terms {:+.4} + offset {:+.4} (centring)",
+        x.cosine,
+        x.terms.len(),
+        x.total() - x.offset,
+        x.offset
+    );
+    let n = if c.top == 0 {
+        x.terms.len()
+    } else {
+        c.top.min(x.terms.len())
+    };
+    println!("  contribution  kind    term");
+    for t in &x.terms[..n] {
+        let note = if t.oov {
+            "  (out of vocabulary)"
+        } else if t.via_chars {
+            "  (via its characters)"
+        } else {
+            ""
+        };
+        println!(
+            "  {:+12.5}  {:<6}  {}{note}",
+            t.contribution,
+            t.kind.name(),
+            t.text
+        );
+    }
+    if n < x.terms.len() {
+        let rest: f32 = x.terms[n..].iter().map(|t| t.contribution).sum();
+        println!("  {rest:+12.5}  (the other {} terms)", x.terms.len() - n);
+    }
+    let oov: Vec<&str> = x
+        .terms
+        .iter()
+        .filter(|t| t.oov)
+        .map(|t| t.text.as_str())
+        .collect();
+    if !oov.is_empty() {
+        println!(
+            "out of vocabulary (no word-vector part; their characters may still count in the bag): {}",
+            oov.join(" ")
+        );
+    }
+    Ok(())
+}
+
+fn export(c: ExportCmd) -> Result<()> {
+    use tuwen::outputs::export::{self as exp, Source};
+    let source = match (c.pairs, c.ids, c.captions) {
+        (Some(p), None, None) => Source::Pairs(p),
+        (None, Some(p), None) => Source::Ids(p),
+        (None, None, Some(p)) => Source::Captions(p),
+        _ => bail!("give one of --pairs, --ids, --captions"),
+    };
+    let model = Model::load(&c.model.model)?;
+    let ex = c.run.extract_options(c.model.weights.clone());
+    let opts = exp::ExportOptions {
+        source,
+        images: c.images,
+        what: c.what,
+        raw: c.raw,
+        out: c.out,
+        format: c.format,
+    };
+    let (_, out) = exp::export(&model, &ex, &c.model.vector_files(), &opts)?;
+    if c.json {
+        println!("{}", serde_json::to_string(&out)?);
+    } else {
+        let files: Vec<String> = out.files.iter().map(|p| p.display().to_string()).collect();
+        println!(
+            "{} images, {} captions; {}-d embeddings ({:.1} s) → {}",
+            out.images,
+            out.texts,
+            out.dim,
+            out.seconds,
+            files.join(", ")
+        );
+        if let Some(o) = &out.oov {
+            eprintln!("captions: {}", o.summary());
+        }
+    }
+    for n in out.notes() {
+        eprintln!("{n}");
+    }
+    let mut skips = out.failed_images;
+    skips.extend(out.empty_captions);
+    report_skips(&skips, c.run.skip_list.as_deref())
 }

@@ -79,7 +79,7 @@ impl ScoreOptions {
         }
     }
 
-    fn check(&self, model: &Model) -> Result<()> {
+    pub(crate) fn check(&self, model: &Model) -> Result<()> {
         self.scoring.validate().map_err(Error::Param)?;
         if self.scoring != Scoring::Cosine && self.bank == Bank::Train && model.banks.is_none() {
             return Err(Error::Model(
@@ -90,7 +90,7 @@ impl ScoreOptions {
     }
 
     /// (query bank, gallery bank) from the model for a ranking whose queries are texts or not.
-    fn train_banks<'m>(
+    pub(crate) fn train_banks<'m>(
         &self,
         model: &'m Model,
         queries_are_texts: bool,
@@ -810,6 +810,43 @@ pub fn teddy_report(
         let dir = job.queries.parent().unwrap_or(Path::new("."));
         let truth = read_truth(&dir.join("truth.csv"))?;
         let r = ranker.run(&job)?;
+        // The shown pairs' explanations: their images' features come from the cache.
+        let shown: Vec<(String, String)> = r
+            .top
+            .iter()
+            .take(n)
+            .flat_map(|(qid, res)| {
+                res.iter().map(move |(id, _)| match job.task {
+                    Task::TextToImage => (qid.clone(), id.clone()),
+                    Task::ImageToText => (id.clone(), qid.clone()),
+                })
+            })
+            .collect();
+        let mut img_ids: Vec<String> = shown.iter().map(|p| p.1.clone()).collect();
+        img_ids.sort();
+        img_ids.dedup();
+        let feats = image::extract(&img_ids, &job.images, &ranker.spec, ranker.ex)?;
+        let row_of = feats.index();
+        let explain = |text_id: &str, image_id: &str| -> Vec<(String, f32)> {
+            let (Some(cap), Some(&row)) = (r.captions.get(text_id), row_of.get(image_id)) else {
+                return Vec::new();
+            };
+            crate::explain::explain_pair(ranker.model, &ranker.enc, cap, feats.features.row(row))
+                .map(|e| {
+                    e.terms
+                        .iter()
+                        .filter(|t| t.contribution != 0.0)
+                        .take(4)
+                        .map(|t| {
+                            (
+                                format!("cosine term: {} {}", t.kind.name(), t.text),
+                                t.contribution,
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
         let caption = |id: &str| Query::Text(r.captions.get(id).cloned().unwrap_or_default());
         let image = |id: &str| Query::Image(job.images.join(id));
         let rows = r.top.iter().take(n).map(|(qid, res)| {
@@ -835,6 +872,13 @@ pub fn teddy_report(
                             Task::ImageToText => caption(id),
                         };
                         (id.clone(), *s, cell)
+                    })
+                    .collect(),
+                explanations: res
+                    .iter()
+                    .map(|(id, _)| match job.task {
+                        Task::TextToImage => explain(qid, id),
+                        Task::ImageToText => explain(id, qid),
                     })
                     .collect(),
                 truth,

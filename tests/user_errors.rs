@@ -139,19 +139,20 @@ fn every_command_errors_clearly_on_empty_and_missing_inputs() {
     write(&att2.join("image_data.csv"), "image_id\n");
     std::fs::create_dir_all(att2.join("ImageData")).unwrap();
     let outdir = root.join("results");
-    for cmd in ["rank", "report"] {
-        let out_flag = if cmd == "rank" { "--out-dir" } else { "--out" };
-        let target = if cmd == "rank" {
-            outdir.clone()
-        } else {
-            outdir.join("r.html")
-        };
-        let out = tuwen(
-            &[cmd],
-            &[m[0], m[1], ("--teddy-dir", &att2), (out_flag, &target)],
-        );
-        fails_with(&out, &["no rows"]);
-    }
+    // rank and report go through one ranking routine: both must say the same.
+    let rank_and_report = |needles: &[&str]| {
+        for (cmd, flag, target) in [
+            ("rank", "--out-dir", outdir.clone()),
+            ("report", "--out", outdir.join("r.html")),
+        ] {
+            let out = tuwen(
+                &[cmd],
+                &[m[0], m[1], ("--teddy-dir", &att2), (flag, &target)],
+            );
+            fails_with(&out, needles);
+        }
+    };
+    rank_and_report(&["no rows"]);
     write(
         &att2.join("word_test.csv"),
         "text_id,caption\nWord-1,一只红色的圆\n",
@@ -161,19 +162,7 @@ fn every_command_errors_clearly_on_empty_and_missing_inputs() {
         &att2.join("image_data.csv"),
         &format!("image_id\n{}\n", ids.join("\n")),
     );
-    for cmd in ["rank", "report"] {
-        let out_flag = if cmd == "rank" { "--out-dir" } else { "--out" };
-        let target = if cmd == "rank" {
-            outdir.clone()
-        } else {
-            outdir.join("r.html")
-        };
-        let out = tuwen(
-            &[cmd],
-            &[m[0], m[1], ("--teddy-dir", &att2), (out_flag, &target)],
-        );
-        fails_with(&out, &["0 of 6 images", "not found"]);
-    }
+    rank_and_report(&["0 of 6 images", "not found"]);
     assert!(
         !outdir.join("result1.csv").exists(),
         "no result file on failure"

@@ -145,6 +145,70 @@ impl OovReport {
     }
 }
 
+/// A token's vector: the word's own, its characters' mean, or none.
+enum TokenVector {
+    Word(Array1<f32>),
+    Chars(Array1<f32>),
+    Missing,
+}
+
+/// One caption's text feature as the sum of its parts (see [`TextEncoder::caption_parts`]).
+#[derive(Debug, Clone)]
+pub struct CaptionParts {
+    /// Every token, in caption order (a repeated token appears once per occurrence).
+    pub tokens: Vec<TokenPart>,
+    /// The caption's bag terms that are in the vocabulary, in column order.
+    pub bag: Vec<BagPart>,
+    /// Block widths: first word vectors, second word vectors (0 if none), bag (0 if none).
+    pub dim: usize,
+    pub second_dim: usize,
+    pub bag_dim: usize,
+}
+
+/// One token occurrence's share of the word-vector block(s).
+#[derive(Debug, Clone)]
+pub struct TokenPart {
+    pub text: String,
+    /// Its share of block 1, `w1 · w_tok / Σw · v_tok` (None: no vector in the first set).
+    pub first: Option<Array1<f32>>,
+    /// Its vector in the first set is its characters' mean (out of vocabulary as a word).
+    pub via_chars: bool,
+    /// Its share of block 2 (None: no second set, or no vector there).
+    pub second: Option<Array1<f32>>,
+}
+
+/// One bag term of a caption: `w:` word, `c:` character or `b:` bigram, its column within the
+/// bag block, and its value there (TF-IDF, L2-normalised over the caption).
+#[derive(Debug, Clone)]
+pub struct BagPart {
+    pub term: String,
+    pub index: usize,
+    pub value: f32,
+}
+
+impl CaptionParts {
+    /// The text feature the parts add up to: equal (up to rounding) to the caption's
+    /// [`TextEncoder::features`] row.
+    pub fn feature(&self) -> Array1<f32> {
+        let (d, d2) = (self.dim, self.second_dim);
+        let mut t = Array1::<f32>::zeros(d + d2 + self.bag_dim);
+        for tok in &self.tokens {
+            if let Some(v) = &tok.first {
+                let mut s = t.slice_mut(ndarray::s![..d]);
+                s += v;
+            }
+            if let Some(v) = &tok.second {
+                let mut s = t.slice_mut(ndarray::s![d..d + d2]);
+                s += v;
+            }
+        }
+        for b in &self.bag {
+            t[d + d2 + b.index] += b.value;
+        }
+        t
+    }
+}
+
 pub struct TextEncoder {
     pub cfg: TextFeatureConfig,
     jieba: jieba_rs::Jieba,
@@ -326,36 +390,155 @@ impl TextEncoder {
             return (out, rep);
         };
         let d = d + d2;
-        let index: HashMap<&str, usize> = self
-            .stats
+        let index = self.bag_index();
+        for (i, (c, toks)) in captions.iter().zip(&tokens).enumerate() {
+            let mut row = out.row_mut(i);
+            for (j, v) in self.bag_values(c, toks, bag, &index) {
+                row[d + j] = v;
+            }
+        }
+        (out, rep)
+    }
+
+    /// Bag term → its column within the bag block.
+    fn bag_index(&self) -> HashMap<&str, usize> {
+        self.stats
             .bag_vocab
             .iter()
             .enumerate()
             .map(|(i, (t, _))| (t.as_str(), i))
-            .collect();
-        for (i, (c, toks)) in captions.iter().zip(&tokens).enumerate() {
-            let mut row = out.row_mut(i);
-            let mut tf: HashMap<usize, f32> = HashMap::new();
-            for t in bag_terms(c, toks, bag) {
-                if let Some(&j) = index.get(t.as_str()) {
-                    *tf.entry(j).or_default() += 1.0;
-                }
-            }
-            let mut norm = 0.0f32;
-            let vals: Vec<(usize, f32)> = tf
-                .into_iter()
-                .map(|(j, n)| {
-                    let v = (1.0 + n.ln()) * self.stats.bag_vocab[j].1;
-                    norm += v * v;
-                    (j, v)
-                })
-                .collect();
-            let norm = norm.sqrt().max(1e-12);
-            for (j, v) in vals {
-                row[d + j] = v / norm;
+            .collect()
+    }
+
+    /// The bag block of one caption: (column within the block, value) of every vocabulary term
+    /// it holds, TF-IDF (1 + ln tf)·idf, L2-normalised over the caption; in column order.
+    fn bag_values(
+        &self,
+        caption: &str,
+        tokens: &[String],
+        bag: &BagConfig,
+        index: &HashMap<&str, usize>,
+    ) -> Vec<(usize, f32)> {
+        let mut tf: std::collections::BTreeMap<usize, f32> = Default::default();
+        for t in bag_terms(caption, tokens, bag) {
+            if let Some(&j) = index.get(t.as_str()) {
+                *tf.entry(j).or_default() += 1.0;
             }
         }
-        (out, rep)
+        let mut norm = 0.0f32;
+        let vals: Vec<(usize, f32)> = tf
+            .into_iter()
+            .map(|(j, n)| {
+                let v = (1.0 + n.ln()) * self.stats.bag_vocab[j].1;
+                norm += v * v;
+                (j, v)
+            })
+            .collect();
+        let norm = norm.sqrt().max(1e-12);
+        vals.into_iter().map(|(j, v)| (j, v / norm)).collect()
+    }
+
+    /// One caption's text feature split into what [`TextEncoder::features`] adds up: each
+    /// token's share of the word-vector mean(s) and each bag term's value. Summing the parts
+    /// ([`CaptionParts::feature`]) gives the caption's `features` row (up to rounding).
+    pub fn caption_parts(&self, caption: &str) -> CaptionParts {
+        let tokens = self.tokenize(caption);
+        let w1 = self.cfg.bag.as_ref().map_or(1.0, |b| b.w2v_weight);
+        let first = self.token_shares(&self.emb, &tokens, w1);
+        let second = match (&self.second, &self.cfg.second) {
+            (Some(s), Some(cfg2)) => Some(self.token_shares(&s.0, &tokens, cfg2.weight)),
+            _ => None,
+        };
+        let parts = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, tok)| {
+                let (first, via_chars) = first[i].clone();
+                TokenPart {
+                    text: tok.clone(),
+                    first,
+                    via_chars,
+                    second: second.as_ref().and_then(|s| s[i].0.clone()),
+                }
+            })
+            .collect();
+        let bag = match &self.cfg.bag {
+            Some(b) => {
+                let index = self.bag_index();
+                self.bag_values(caption, &tokens, b, &index)
+                    .into_iter()
+                    .map(|(j, value)| BagPart {
+                        term: self.stats.bag_vocab[j].0.clone(),
+                        index: j,
+                        value,
+                    })
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        CaptionParts {
+            tokens: parts,
+            bag,
+            dim: self.dim(),
+            second_dim: self.second_dim(),
+            bag_dim: if self.cfg.bag.is_some() {
+                self.stats.bag_vocab.len()
+            } else {
+                0
+            },
+        }
+    }
+
+    /// Each token's share `scale · w_tok / Σw · v_tok` of one caption's weighted mean over
+    /// `emb` (None where the token has no vector), and whether it came from its characters.
+    fn token_shares(
+        &self,
+        emb: &Embeddings<SimpleVocab, NdArray>,
+        tokens: &[String],
+        scale: f32,
+    ) -> Vec<(Option<Array1<f32>>, bool)> {
+        let found: Vec<_> = tokens
+            .iter()
+            .map(|t| match self.token_vector(emb, t) {
+                TokenVector::Word(v) => (Some((self.weight(t), v)), false),
+                TokenVector::Chars(v) => (Some((self.weight(t), v)), true),
+                TokenVector::Missing => (None, false),
+            })
+            .collect();
+        let wsum: f32 = found.iter().filter_map(|f| f.0.as_ref().map(|x| x.0)).sum();
+        found
+            .into_iter()
+            .map(|(f, via)| {
+                let share = f
+                    .filter(|_| wsum > 0.0)
+                    .map(|(w, v)| v * (scale * w / wsum));
+                (share, via)
+            })
+            .collect()
+    }
+
+    /// A token's vector over `emb`: its own, else (with `char_fallback`) its characters' mean.
+    fn token_vector(&self, emb: &Embeddings<SimpleVocab, NdArray>, tok: &str) -> TokenVector {
+        if let Some(v) = self.vector(emb, tok) {
+            return TokenVector::Word(v);
+        }
+        if !self.cfg.char_fallback {
+            return TokenVector::Missing;
+        }
+        let chars: Vec<Array1<f32>> = tok
+            .chars()
+            .filter_map(|ch| self.vector(emb, ch.encode_utf8(&mut [0; 4])))
+            .collect();
+        if chars.is_empty() {
+            return TokenVector::Missing;
+        }
+        let n = chars.len() as f32;
+        TokenVector::Chars(
+            chars
+                .into_iter()
+                .fold(Array1::zeros(emb.dims()), |a, b| a + b)
+                / n,
+        )
     }
 
     fn weight(&self, token: &str) -> f32 {
@@ -407,25 +590,16 @@ impl TextEncoder {
             let mut wsum = 0.0f32;
             for tok in toks.iter().cloned() {
                 rep.tokens += 1;
-                let v = match self.vector(emb, &tok) {
-                    Some(v) => {
+                let v = match self.token_vector(emb, &tok) {
+                    TokenVector::Word(v) => {
                         rep.in_vocab += 1;
                         Some(v)
                     }
-                    None if self.cfg.char_fallback => {
-                        let chars: Vec<Array1<f32>> = tok
-                            .chars()
-                            .filter_map(|ch| self.vector(emb, ch.encode_utf8(&mut [0; 4])))
-                            .collect();
-                        if chars.is_empty() {
-                            None
-                        } else {
-                            rep.via_chars += 1;
-                            let n = chars.len() as f32;
-                            Some(chars.into_iter().fold(Array1::zeros(d), |a, b| a + b) / n)
-                        }
+                    TokenVector::Chars(v) => {
+                        rep.via_chars += 1;
+                        Some(v)
                     }
-                    None => None,
+                    TokenVector::Missing => None,
                 };
                 match v {
                     Some(v) => {

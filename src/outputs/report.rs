@@ -14,6 +14,9 @@ pub struct Row {
     pub query: Query,
     /// (id, score, caption or image file).
     pub results: Vec<(String, f32, Query)>,
+    /// Per result, its largest per-term contributions (term, contribution), from
+    /// [`crate::explain`]; empty when not explained.
+    pub explanations: Vec<Vec<(String, f32)>>,
     pub truth: HashSet<String>,
 }
 
@@ -87,7 +90,7 @@ pub fn write_html(out: &Path, title: &str, summary: &str, sections: &[Section]) 
 body{{font-family:sans-serif;margin:20px;background:#fafafa}} table{{border-collapse:collapse;margin-bottom:30px}}\
 td{{border:1px solid #ddd;padding:6px;vertical-align:top;background:#fff;width:170px}}\
 td.q{{background:#eef3fb}} .cap{{font-size:14px;max-width:160px}} .s{{color:#666;font-size:12px}}\
-td.hit{{outline:4px solid #2a9d3a;outline-offset:-4px}} .na{{color:#a00}} img{{max-width:160px;max-height:160px}}\
+td.hit{{outline:4px solid #2a9d3a;outline-offset:-4px}} .t{{font-size:11px;color:#335}} .na{{color:#a00}} img{{max-width:160px;max-height:160px}}\
 </style></head><body><h1>{t}</h1><p>{s}</p>",
         t = esc(title),
         s = esc(summary)
@@ -116,15 +119,22 @@ td.hit{{outline:4px solid #2a9d3a;outline-offset:-4px}} .na{{color:#a00}} img{{m
                 cell(&r.query, &mut cache),
                 esc(&r.query_id)
             );
-            for (id, score, q) in &r.results {
+            for (i, (id, score, q)) in r.results.iter().enumerate() {
                 let hit = if r.truth.contains(id) {
                     " class=hit"
                 } else {
                     ""
                 };
+                let terms: String = r
+                    .explanations
+                    .get(i)
+                    .into_iter()
+                    .flatten()
+                    .map(|(t, c)| format!("<div>{} <b>{c:+.3}</b></div>", esc(t)))
+                    .collect();
                 let _ = write!(
                     h,
-                    "<td{hit}>{}<div class=s>{} · {:.3}</div></td>",
+                    "<td{hit}>{}<div class=s>{} · {:.3}</div><div class=t>{terms}</div></td>",
                     cell(q, &mut cache),
                     esc(id),
                     score

@@ -2,9 +2,11 @@
 pub mod backbone;
 pub mod cache;
 pub mod decode;
+pub mod shard;
 
 pub use backbone::{Backbone, BackboneKind, Pooling};
 pub use decode::DecodeError;
+pub use shard::Shard;
 
 use crate::data::Skip;
 use crate::error::{Error, Result};
