@@ -70,16 +70,10 @@ struct ServeCmd {
     /// Port (0 picks a free one; the address is printed on start).
     #[arg(long, default_value_t = 8080)]
     port: u16,
-    /// Score: csls (default), inverted-softmax or cosine; single queries use the model's
-    /// training banks (as `rank --bank train`).
-    #[arg(long = "score", value_enum, default_value = "csls")]
-    kind: ScoreKind,
-    /// CSLS: neighbours averaged into r.
-    #[arg(long, default_value_t = 10)]
-    csls_k: usize,
-    /// Inverted softmax: inverse temperature.
-    #[arg(long, default_value_t = 10.0)]
-    beta: f32,
+    /// Scoring; queries arrive one at a time, so a corrected score uses the model's training
+    /// banks (as `rank --bank train`); `--bank sets` is refused.
+    #[command(flatten)]
+    score: ScoreArgs,
     #[command(flatten)]
     run: RunArgs,
 }
@@ -797,14 +791,12 @@ fn rank(c: RankCmd) -> Result<()> {
 fn serve(c: ServeCmd) -> Result<()> {
     let model = Model::load(&c.model.model)?;
     let ex = c.run.extract_options(c.model.weights.clone());
-    let scoring = ScoreArgs {
-        kind: c.kind,
-        csls_k: c.csls_k,
-        beta: c.beta,
-        bank: Some(pipeline::Bank::Train),
+    if c.score.bank == Some(pipeline::Bank::Sets) {
+        bail!(
+            "serve answers one query at a time: there are no sets to use as banks (--bank train)"
+        );
     }
-    .options()
-    .scoring;
+    let scoring = c.score.options().scoring;
     let t0 = std::time::Instant::now();
     let g = tuwen::serve::Gallery::load(
         model,

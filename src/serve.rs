@@ -505,7 +505,7 @@ fn worker(g: &Gallery, server: &tiny_http::Server) {
         let url = req.url().to_string();
         let mut body = Vec::new();
         let too_big = req.body_length().is_some_and(|n| n > MAX_UPLOAD);
-        let (code, ctype, bytes) = if too_big {
+        let too_large = || {
             (
                 413,
                 "application/json",
@@ -513,6 +513,9 @@ fn worker(g: &Gallery, server: &tiny_http::Server) {
                     .to_string()
                     .into_bytes(),
             )
+        };
+        let (code, ctype, bytes) = if too_big {
+            too_large()
         } else {
             let read = req
                 .as_reader()
@@ -525,13 +528,7 @@ fn worker(g: &Gallery, server: &tiny_http::Server) {
                     br#"{"error":"cannot read the request body"}"#.to_vec(),
                 )
             } else if body.len() > MAX_UPLOAD {
-                (
-                    413,
-                    "application/json",
-                    json!({"error": format!("upload larger than {MAX_UPLOAD} bytes")})
-                        .to_string()
-                        .into_bytes(),
-                )
+                too_large()
             } else {
                 // A panic deep in a decoder or libtorch answers 500; the server goes on.
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
