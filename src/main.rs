@@ -597,10 +597,7 @@ fn extract(c: ExtractCmd) -> Result<()> {
     let ex = c.run.extract_options(c.image.weights.clone());
     let spec = image_config(&c.image).resolve(ex.weights.as_deref())?;
     let mut f = image::extract(&ids, &c.images, &spec, &ex)?;
-    for s in &mut f.skipped {
-        s.row = rows.get(s.row.wrapping_sub(1)).copied().unwrap_or(s.row);
-        s.file = c.pairs.display().to_string();
-    }
+    f.relabel_skips(&c.pairs, Some(&rows));
     let st = &f.stats;
     println!(
         "{} images: {} computed ({:.2} images/s), {} from cache, {} skipped; {:.1} s; features {}-d ({})",
@@ -608,17 +605,8 @@ fn extract(c: ExtractCmd) -> Result<()> {
     );
     report_skips(&f.skipped, c.run.skip_list.as_deref())?;
     if st.skipped == st.requested {
-        let sub = c.images.join("ImageData");
-        let hint = if sub.is_dir() {
-            format!("; did you mean {}?", sub.display())
-        } else {
-            String::new()
-        };
-        bail!(
-            "0 of {} images could be used under {}{hint}",
-            st.requested,
-            c.images.display()
-        );
+        let what = format!("images of {}", c.pairs.display());
+        return Err(f.nothing_usable(&c.images, &what).into());
     }
     Ok(())
 }

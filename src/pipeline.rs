@@ -107,32 +107,6 @@ impl ScoreOptions {
     }
 }
 
-/// An error for a set of images none of which could be used, saying what was found and what to
-/// try (the usual slip: the folder above `ImageData/`).
-fn nothing_usable(dir: &Path, what: &str, f: &image::ImageFeatures) -> Error {
-    let missing = f
-        .skipped
-        .iter()
-        .filter(|s| s.reason == "file not found")
-        .count();
-    let mut msg = format!(
-        "0 of {} {what} could be used ({missing} not found",
-        f.ids.len()
-    );
-    if missing < f.skipped.len() {
-        msg.push_str(&format!(", {} unreadable", f.skipped.len() - missing));
-    }
-    msg.push(')');
-    if let Some(s) = f.skipped.first() {
-        msg.push_str(&format!("; e.g. `{}`: {}", s.id, s.reason));
-    }
-    let sub = dir.join("ImageData");
-    if missing > 0 && sub.is_dir() {
-        msg.push_str(&format!("; did you mean {}?", sub.display()));
-    }
-    Error::file(dir, msg)
-}
-
 /// Features of the images of some pairs files, and which pairs survive.
 struct PairsFeatures {
     /// One row per distinct usable image (`image_keys` gives (folder index, id)).
@@ -176,11 +150,7 @@ fn load_pairs_features(
         let (ids, pair_image) = data::group_images(&p.pairs);
         let f = image::extract(&ids, dir, spec, ex)?;
         if f.ok.iter().all(|&ok| !ok) {
-            return Err(nothing_usable(
-                dir,
-                &format!("images of {}", csv.display()),
-                &f,
-            ));
+            return Err(f.nothing_usable(dir, &format!("images of {}", csv.display())));
         }
         let mut row_of: HashMap<usize, usize> = HashMap::new();
         let base = image_keys.len();
@@ -593,6 +563,10 @@ pub struct RankOutput {
     /// Caption of every text id of the job (queries in task 1, gallery in task 2).
     #[serde(skip)]
     pub captions: HashMap<String, String>,
+    /// Raw features (as extracted) of the images in `top` (results in task 1, queries in task 2);
+    /// empty unless asked for ([`Ranker::run_keeping`]).
+    #[serde(skip)]
+    pub image_features: HashMap<String, ndarray::Array1<f32>>,
 }
 
 impl RankOutput {
@@ -678,6 +652,12 @@ impl<'a> Ranker<'a> {
     /// write the validated result file. Unreadable images leave the image side and are reported
     /// (as failed queries in task 2, as failed gallery items in task 1) with their CSV rows.
     pub fn run(&self, job: &RankJob) -> Result<RankOutput> {
+        self.run_keeping(job, false)
+    }
+
+    /// [`Ranker::run`], also keeping the raw features of the answer's images
+    /// ([`RankOutput::image_features`]) when `keep_features` (for explanations in a report).
+    pub fn run_keeping(&self, job: &RankJob, keep_features: bool) -> Result<RankOutput> {
         let t0 = Instant::now();
         let (text_file, image_file) = match job.task {
             Task::TextToImage => (&job.queries, &job.gallery),
@@ -717,16 +697,12 @@ impl<'a> Ranker<'a> {
         let (tf, oov) = self.enc.features(&kept_captions);
         let mut f = image::extract(&imgs.ids, &job.images, &self.spec, self.ex)?;
         if f.ok.iter().all(|&ok| !ok) {
-            return Err(nothing_usable(
-                &job.images,
-                &format!("images of {}", image_file.display()),
-                &f,
-            ));
+            return Err(
+                f.nothing_usable(&job.images, &format!("images of {}", image_file.display()))
+            );
         }
-        // Skips name the list file and its row (ids are unique, so row = position + 1).
-        for s in &mut f.skipped {
-            s.file = image_file.display().to_string();
-        }
+        // Ids are unique in a Teddy list, so each skip's row is its position + 1.
+        f.relabel_skips(image_file, None);
         let keep: Vec<usize> = (0..imgs.ids.len()).filter(|&i| f.ok[i]).collect();
         let image_ids: Vec<String> = keep.iter().map(|&i| imgs.ids[i].clone()).collect();
         let proj = &self.model.projection;
@@ -759,7 +735,7 @@ impl<'a> Ranker<'a> {
             .map(|r| r.iter().map(|&(j, _)| gids[j].clone()).collect())
             .collect();
         out_csv::write_results(&job.out, job.task, qids, &results, gids)?;
-        let top = qids
+        let top: Vec<(String, Vec<(String, f32)>)> = qids
             .iter()
             .zip(&top)
             .map(|(id, r)| {
@@ -767,6 +743,22 @@ impl<'a> Ranker<'a> {
                     id.clone(),
                     r.iter().map(|&(j, s)| (gids[j].clone(), s)).collect(),
                 )
+            })
+            .collect();
+        // Raw features of the images in the answer (for explanations), so a report need not
+        // open the feature cache a second time.
+        let row_of = f.index();
+        let image_features: HashMap<String, ndarray::Array1<f32>> = top
+            .iter()
+            .filter(|_| keep_features)
+            .flat_map(|(q, res)| match job.task {
+                Task::TextToImage => res.iter().map(|(id, _)| id).collect::<Vec<_>>(),
+                Task::ImageToText => vec![q],
+            })
+            .filter_map(|id| {
+                row_of
+                    .get(id.as_str())
+                    .map(|&i| (id.clone(), f.features.row(i).to_owned()))
             })
             .collect();
         let (failed_queries, failed_gallery) = match job.task {
@@ -786,6 +778,7 @@ impl<'a> Ranker<'a> {
             seconds: t0.elapsed().as_secs_f64(),
             top,
             captions: texts.ids.iter().cloned().zip(captions).collect(),
+            image_features,
         })
     }
 }
@@ -809,29 +802,14 @@ pub fn teddy_report(
     for job in teddy_jobs(dirs, out_dir)? {
         let dir = job.queries.parent().unwrap_or(Path::new("."));
         let truth = read_truth(&dir.join("truth.csv"))?;
-        let r = ranker.run(&job)?;
-        // The shown pairs' explanations: their images' features come from the cache.
-        let shown: Vec<(String, String)> = r
-            .top
-            .iter()
-            .take(n)
-            .flat_map(|(qid, res)| {
-                res.iter().map(move |(id, _)| match job.task {
-                    Task::TextToImage => (qid.clone(), id.clone()),
-                    Task::ImageToText => (id.clone(), qid.clone()),
-                })
-            })
-            .collect();
-        let mut img_ids: Vec<String> = shown.iter().map(|p| p.1.clone()).collect();
-        img_ids.sort();
-        img_ids.dedup();
-        let feats = image::extract(&img_ids, &job.images, &ranker.spec, ranker.ex)?;
-        let row_of = feats.index();
+        let r = ranker.run_keeping(&job, true)?;
         let explain = |text_id: &str, image_id: &str| -> Vec<(String, f32)> {
-            let (Some(cap), Some(&row)) = (r.captions.get(text_id), row_of.get(image_id)) else {
+            let (Some(cap), Some(feature)) =
+                (r.captions.get(text_id), r.image_features.get(image_id))
+            else {
                 return Vec::new();
             };
-            crate::explain::explain_pair(ranker.model, &ranker.enc, cap, feats.features.row(row))
+            crate::explain::explain_pair(ranker.model, &ranker.enc, cap, feature.view())
                 .map(|e| {
                     e.terms
                         .iter()
@@ -948,7 +926,7 @@ pub fn layout_teddy(pairs: &[data::Pair], images: &Path, dir2: &Path, dir3: &Pat
     let mut truth = String::from("text_id,image_id\n");
     let mut w = ::csv::Writer::from_writer(Vec::new());
     for (i, p) in pairs.iter().enumerate() {
-        let tid = format!("Word-{:010}", 1_000_000_001u64 + i as u64);
+        let tid = data::pair_text_id(i);
         w.write_record([tid.as_str(), p.caption.as_str()])
             .map_err(|e| Error::Model(e.to_string()))?;
         let _ = writeln!(truth, "{tid},{}", ids[owner[i]]);

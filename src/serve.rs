@@ -377,7 +377,7 @@ fn read_captions(path: &Path) -> Result<(Vec<String>, Vec<String>)> {
         ids.push(match id_col {
             Some(ci) => r[ci].trim().to_string(),
             // Numbered as `export --pairs` and `split --teddy-layout` number them.
-            None => crate::outputs::export::pair_text_id(caps.len()),
+            None => data::pair_text_id(caps.len()),
         });
         caps.push(c);
     }

@@ -231,6 +231,12 @@ pub fn read_ids(path: &Path, id_col: &str, with_caption: bool) -> Result<IdList>
     })
 }
 
+/// The caption id of the `n`-th (0-based) pair of a pairs file laid out as 附件2/附件3
+/// (`split --teddy-layout`); `export --pairs` and `serve --captions` name captions the same way.
+pub fn pair_text_id(n: usize) -> String {
+    format!("Word-{:010}", 1_000_000_001u64 + n as u64)
+}
+
 /// Unique image ids in first-appearance order, and for each pair the index of its image.
 pub fn group_images(pairs: &[Pair]) -> (Vec<String>, Vec<usize>) {
     let mut index = std::collections::HashMap::new();

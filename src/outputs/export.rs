@@ -177,11 +177,7 @@ impl ExportOutput {
     }
 }
 
-/// The caption id of the `n`-th (0-based) non-empty caption of a pairs file, as
-/// [`crate::pipeline::layout_teddy`] writes it into 附件2/附件3.
-pub fn pair_text_id(n: usize) -> String {
-    format!("Word-{:010}", 1_000_000_001u64 + n as u64)
-}
+pub use crate::data::pair_text_id;
 
 /// Embed the items of `opts.source` (see [`embed`]) and write them (see [`write`]).
 pub fn export(
@@ -302,15 +298,11 @@ pub fn embed(
         let spec = model.feature_spec(ex.weights.as_deref())?;
         let ids: Vec<String> = image_ids.iter().map(|(id, _)| id.clone()).collect();
         let mut f = image::extract(&ids, dir, &spec, ex)?;
-        for s in &mut f.skipped {
-            s.row = image_ids
-                .get(s.row.wrapping_sub(1))
-                .map_or(s.row, |&(_, r)| r);
-            s.file = src.display().to_string();
-        }
+        let rows: Vec<usize> = image_ids.iter().map(|&(_, r)| r).collect();
+        f.relabel_skips(src, Some(&rows));
         let keep: Vec<usize> = (0..ids.len()).filter(|&i| f.ok[i]).collect();
         if keep.is_empty() {
-            return Err(nothing_usable(dir, src, &f.skipped));
+            return Err(f.nothing_usable(dir, &format!("images of {}", src.display())));
         }
         let feats = f.features.select(Axis(0), &keep);
         sets.push(Embeddings {
@@ -362,29 +354,6 @@ pub fn embed(
         seconds: t0.elapsed().as_secs_f64(),
     };
     Ok((sets, out))
-}
-
-/// None of the images could be read: what was found, and the usual slip (the folder above
-/// `ImageData/`).
-fn nothing_usable(dir: &Path, csv: &Path, skipped: &[Skip]) -> Error {
-    let missing = skipped
-        .iter()
-        .filter(|s| s.reason == "file not found")
-        .count();
-    let mut msg = format!(
-        "0 of {} images of {} could be used ({missing} not found, {} unreadable)",
-        skipped.len(),
-        csv.display(),
-        skipped.len() - missing
-    );
-    if let Some(s) = skipped.first() {
-        msg.push_str(&format!("; e.g. `{}`: {}", s.id, s.reason));
-    }
-    let sub = dir.join("ImageData");
-    if missing > 0 && sub.is_dir() {
-        msg.push_str(&format!("; did you mean {}?", sub.display()));
-    }
-    Error::file(dir, msg)
 }
 
 /// Write `sets` in `format` at `out` (the file for Parquet, the prefix for NPY); `meta` goes

@@ -221,6 +221,43 @@ pub struct ExtractStats {
 }
 
 impl ImageFeatures {
+    /// Skips name the list file that asked for the images and its CSV row: `rows[i]` is the row
+    /// of `ids[i]` (`None`: row = position + 1, as for lists with unique ids).
+    pub fn relabel_skips(&mut self, file: &Path, rows: Option<&[usize]>) {
+        for s in &mut self.skipped {
+            if let Some(r) = rows.and_then(|r| r.get(s.row.wrapping_sub(1))) {
+                s.row = *r;
+            }
+            s.file = file.display().to_string();
+        }
+    }
+
+    /// The error for a request none of whose images could be used: what was found, and the
+    /// usual slip (the folder above `ImageData/`). `what` names them, e.g. "images of x.csv".
+    pub fn nothing_usable(&self, dir: &Path, what: &str) -> Error {
+        let missing = self
+            .skipped
+            .iter()
+            .filter(|s| s.reason == DecodeError::Missing.to_string())
+            .count();
+        let mut msg = format!(
+            "0 of {} {what} could be used ({missing} not found",
+            self.ids.len()
+        );
+        if missing < self.skipped.len() {
+            msg.push_str(&format!(", {} unreadable", self.skipped.len() - missing));
+        }
+        msg.push(')');
+        if let Some(s) = self.skipped.first() {
+            msg.push_str(&format!("; e.g. `{}`: {}", s.id, s.reason));
+        }
+        let sub = dir.join("ImageData");
+        if missing > 0 && sub.is_dir() {
+            msg.push_str(&format!("; did you mean {}?", sub.display()));
+        }
+        Error::file(dir, msg)
+    }
+
     /// Row index of every usable id.
     pub fn index(&self) -> HashMap<&str, usize> {
         self.ids
