@@ -27,6 +27,8 @@ pub enum Error {
     Param(String),
     #[error("model: {0}")]
     Model(String),
+    #[error(transparent)]
+    Score(#[from] crate::retrieval::ScoreError),
     #[error("result file {path}: {msg}")]
     Validation { path: PathBuf, msg: String },
 }

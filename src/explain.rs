@@ -14,15 +14,12 @@
 //! second, the centring term, is the [`Explanation::offset`]. The parts add up to the cosine.
 //! A hubness correction (CSLS, inverted softmax) is shown beside it, not spread over the terms:
 //! `score = scale·cosine − query_penalty − gallery_penalty` ([`ScoredExplanation`]).
+use crate::embed::Embedder;
 use crate::error::{Error, Result};
-use crate::features::image::{self, ExtractOptions};
-use crate::features::text::TextEncoder;
-use crate::model::Model;
-use crate::pipeline::{self, Bank, ScoreOptions, VectorFiles};
-use crate::retrieval::score::{self, Scoring};
+use crate::retrieval::score::{Breakdown, Scoring};
+use crate::retrieval::{Direction, ScoreError, Scorer};
 use ndarray::{Array1, ArrayView1, Axis};
 use std::collections::HashMap;
-use std::path::Path;
 
 /// What a term of an explanation is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -93,18 +90,6 @@ impl Explanation {
     }
 }
 
-/// Which side of the pair is the query (matters for which penalty is which, and for the
-/// inverted softmax, which is not symmetric).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum QuerySide {
-    /// The caption is the query, the image a gallery item (task 1, text → image).
-    #[default]
-    Caption,
-    /// The image is the query, the caption a gallery item (task 2, image → text).
-    Image,
-}
-
 /// An explained cosine with the hubness correction beside it:
 /// `score = scale·cosine.cosine − query_penalty − gallery_penalty` (cosine scoring: scale 1, no
 /// penalties).
@@ -124,15 +109,9 @@ fn scoring_name<S: serde::Serializer>(s: &Scoring, ser: S) -> std::result::Resul
 }
 
 impl ScoredExplanation {
-    /// Put a correction beside an explanation, through [`score::breakdown`] (so the score is
-    /// the one ranking computes from the same cosine and penalties).
-    pub fn new(
-        cosine: Explanation,
-        scoring: Scoring,
-        query_penalty: f32,
-        gallery_penalty: f32,
-    ) -> ScoredExplanation {
-        let b = score::breakdown(cosine.cosine, scoring, query_penalty, gallery_penalty);
+    /// Put a correction beside an explanation: `b` is the scorer's split of the same pair
+    /// ([`Scorer::breakdown`]), so the score is the one ranking computes.
+    pub fn new(cosine: Explanation, scoring: Scoring, b: Breakdown) -> ScoredExplanation {
         ScoredExplanation {
             scoring,
             score: b.score,
@@ -150,15 +129,13 @@ impl ScoredExplanation {
 }
 
 /// Explain the cosine of `caption` and the image whose feature (as extracted, before the
-/// model's image normalisation) is `image_feature`. `enc` must be the model's text encoder
-/// ([`pipeline::model_text_encoder`]).
+/// model's image normalisation) is `image_feature`, through the model's embedder.
 pub fn explain_pair(
-    model: &Model,
-    enc: &TextEncoder,
+    emb: &Embedder,
     caption: &str,
     image_feature: ArrayView1<f32>,
 ) -> Result<Explanation> {
-    let proj = &model.projection;
+    let (proj, enc) = (&emb.model().projection, emb.encoder());
     if image_feature.len() != proj.image_proj.nrows() {
         return Err(Error::Model(format!(
             "image feature has {} values, the model takes {}",
@@ -179,7 +156,8 @@ pub fn explain_pair(
     // `features` is the source of truth for t; the parts only split it.
     let (t, _) = enc.features(&[caption.to_string()]);
     let y = proj.project_texts(t.view()).index_axis_move(Axis(0), 0);
-    let cosine = y.dot(&x);
+    // The one float path of every score (ranking computes this very cosine).
+    let cosine = crate::kernel::dot_view(y.view(), x.view());
     let parts = enc.caption_parts(caption);
 
     // g = P·x̂ and the norm ‖(t − μ)·P‖, in f64.
@@ -249,94 +227,24 @@ pub fn explain_pair(
     })
 }
 
-/// [`explain_pair`] with the correction of `opts.scoring` from the model's stored training
-/// banks (the only banks one pair has: `opts.bank` must be [`Bank::Train`] unless the scoring
-/// is plain cosine).
+/// [`explain_pair`] with the correction of the scorer, as ranking computes it for a query that
+/// arrives alone: the scorer must score single queries (cosine, or `--bank train`: one pair has
+/// no sets to rank). `direction` says which side is the query.
 pub fn explain_scored(
-    model: &Model,
-    enc: &TextEncoder,
+    emb: &Embedder,
+    scorer: &Scorer,
     caption: &str,
     image_feature: ArrayView1<f32>,
-    opts: &ScoreOptions,
-    query: QuerySide,
+    direction: Direction,
 ) -> Result<ScoredExplanation> {
-    check_options(model, opts)?;
-    let e = explain_pair(model, enc, caption, image_feature)?;
-    let (qp, gp) = train_bank_penalties(model, opts.scoring, &e, query)?;
-    Ok(ScoredExplanation::new(e, opts.scoring, qp, gp))
-}
-
-fn check_options(model: &Model, opts: &ScoreOptions) -> Result<()> {
-    if opts.scoring != Scoring::Cosine && opts.bank == Bank::Sets {
-        return Err(Error::Param(format!(
-            "{} compares items with a bank, and one pair has no sets to rank: use the model's \
-             training items (--bank train) or plain cosine (--score cosine)",
-            opts.scoring
-        )));
+    if !scorer.scores_single_queries() {
+        return Err(ScoreError::NoSets(scorer.scoring()).into());
     }
-    opts.check(model)
-}
-
-/// (query penalty, gallery penalty) of an explained pair from the model's training banks:
-/// [`score::query_penalties`] of the query over the gallery modality's bank and
-/// [`score::gallery_penalties`] of the gallery item over the query modality's bank, as
-/// `rank --bank train` computes them. Zeros for cosine.
-pub fn train_bank_penalties(
-    model: &Model,
-    scoring: Scoring,
-    e: &Explanation,
-    query: QuerySide,
-) -> Result<(f32, f32)> {
-    if scoring == Scoring::Cosine {
-        return Ok((0.0, 0.0));
-    }
-    let text = e.text_projection.view().insert_axis(Axis(0));
-    let img = e.image_projection.view().insert_axis(Axis(0));
-    let (q, g) = match query {
-        QuerySide::Caption => (text, img),
-        QuerySide::Image => (img, text),
+    let e = explain_pair(emb, caption, image_feature)?;
+    let (text, image) = (e.text_projection.view(), e.image_projection.view());
+    let b = match direction {
+        Direction::TextToImage => scorer.breakdown(direction, text, image)?,
+        Direction::ImageToText => scorer.breakdown(direction, image, text)?,
     };
-    let (qb, gb) = ScoreOptions {
-        scoring,
-        bank: Bank::Train,
-    }
-    .train_banks(model, query == QuerySide::Caption)?;
-    let qp = score::query_penalties(scoring, q, gb).map_err(Error::Param)?;
-    let gp = score::gallery_penalties(scoring, g, qb).map_err(Error::Param)?;
-    Ok((qp[0], gp[0]))
-}
-
-/// The whole job behind `tuwen explain`: the model's text encoder (vectors checked), the
-/// image's feature through the model's feature spec (cache as in `ex`), then
-/// [`explain_scored`].
-pub fn explain_files(
-    model: &Model,
-    vectors: &VectorFiles,
-    ex: &ExtractOptions,
-    caption: &str,
-    image_path: &Path,
-    opts: &ScoreOptions,
-    query: QuerySide,
-) -> Result<ScoredExplanation> {
-    check_options(model, opts)?;
-    let spec = model.feature_spec(ex.weights.as_deref())?;
-    let enc = pipeline::model_text_encoder(model, vectors)?;
-    let name = image_path
-        .file_name()
-        .ok_or_else(|| Error::file(image_path, "not an image file"))?
-        .to_string_lossy()
-        .into_owned();
-    let dir = match image_path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let f = image::extract(&[name], dir, &spec, ex)?;
-    if !f.ok[0] {
-        let why = f
-            .skipped
-            .first()
-            .map_or("unreadable", |s| s.reason.as_str());
-        return Err(Error::file(image_path, format!("cannot be used: {why}")));
-    }
-    explain_scored(model, &enc, caption, f.features.row(0), opts, query)
+    Ok(ScoredExplanation::new(e, scorer.scoring(), b))
 }

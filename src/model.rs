@@ -67,31 +67,7 @@ pub struct Model {
     pub banks: Option<TrainBanks>,
 }
 
-/// Rows kept per side in a model's training banks.
-pub const BANK_ROWS: usize = 5000;
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct TrainBanks {
-    pub images: Array2<f32>,
-    pub texts: Array2<f32>,
-}
-
-impl TrainBanks {
-    /// Evenly spaced rows of already projected (unit-length) training images and captions.
-    pub fn sample(images: Array2<f32>, texts: Array2<f32>) -> TrainBanks {
-        let pick = |m: Array2<f32>| {
-            if m.nrows() <= BANK_ROWS {
-                return m;
-            }
-            let idx: Vec<usize> = (0..BANK_ROWS).map(|i| i * m.nrows() / BANK_ROWS).collect();
-            m.select(ndarray::Axis(0), &idx)
-        };
-        TrainBanks {
-            images: pick(images),
-            texts: pick(texts),
-        }
-    }
-}
+pub use crate::retrieval::scorer::{TrainBanks, BANK_ROWS};
 
 fn bytes(v: impl IntoIterator<Item = f32>) -> Vec<u8> {
     v.into_iter().flat_map(|x| x.to_le_bytes()).collect()

@@ -7,14 +7,12 @@
 //! model (`--bank train`), exactly as `tuwen rank --bank train` does: the gallery-side penalties
 //! are computed once at start-up, each query adds only its own.
 use crate::data;
+use crate::embed::{Embedder, Listed};
 use crate::error::{Error, Result};
 use crate::explain;
-use crate::features::image::{self, decode, Backbone, ExtractOptions, FeatureSpec};
-use crate::features::text::TextEncoder;
-use crate::model::Model;
-use crate::pipeline::{self, Bank, ScoreOptions, VectorFiles};
-use crate::retrieval::score::{self, Penalties, Scoring};
-use ndarray::{Array1, Array2, ArrayView2, Axis};
+use crate::features::image::{self, decode, Backbone};
+use crate::retrieval::{self, Bank, Direction, ScoreOptions, Scorer};
+use ndarray::{Array2, ArrayView1};
 use serde_json::{json, Value};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -27,24 +25,19 @@ pub const MAX_QUERY_CHARS: usize = 1000;
 /// Largest upload accepted (bytes).
 pub const MAX_UPLOAD: usize = 20 * 1024 * 1024;
 
-/// Everything a request needs, prepared at start-up.
+/// Everything a request needs, prepared at start-up: the model ready to use, the scorer, and the
+/// two galleries (images for caption queries, captions for image queries), each prepared once
+/// by the scorer exactly as `rank --bank train` prepares its gallery.
 pub struct Gallery {
-    model: Model,
-    enc: TextEncoder,
-    spec: FeatureSpec,
-    ex: ExtractOptions,
-    scoring: Scoring,
+    emb: Embedder,
+    scorer: Scorer,
     images_dir: PathBuf,
-    image_ids: Vec<String>,
+    /// Raw features of the gallery images (for explanations), in `images`' order.
     image_raw: Array2<f32>,
-    image_proj: Array2<f32>,
-    /// Gallery-side penalties of the images for caption queries (bank: training captions).
-    image_pen: Array1<f32>,
-    caption_ids: Vec<String>,
-    captions: Vec<String>,
-    caption_proj: Array2<f32>,
-    /// Gallery-side penalties of the captions for image queries (bank: training images).
-    caption_pen: Array1<f32>,
+    images: retrieval::Gallery,
+    captions: retrieval::Gallery,
+    /// Caption text of each item of `captions`, in its order.
+    caption_texts: Vec<String>,
     /// Loaded on the first upload only.
     net: Mutex<Option<Backbone>>,
     /// Images of the folder that could not be used (id, reason).
@@ -60,24 +53,20 @@ fn bad(msg: impl Into<String>) -> HttpError {
 }
 
 impl Gallery {
-    /// Load the model's encoders, extract (or read from the cache) the features of every image
-    /// file in `images` (sorted by name), project them and the captions of `captions` (a CSV
-    /// with `text_id,caption`, or `image_id,caption` pairs whose rows become `row-N`).
+    /// Extract (or read from the cache) the features of every image file in `images` (sorted by
+    /// name), project them and the captions of `captions` (a CSV with `text_id,caption`, or
+    /// `image_id,caption` pairs whose captions are numbered as [`data::pair_text_id`]). Queries
+    /// arrive one at a time, so the scoring's banks are the model's training items.
     pub fn load(
-        model: Model,
-        vectors: &VectorFiles,
-        ex: ExtractOptions,
+        emb: Embedder,
         images: &Path,
         captions: Option<&Path>,
-        scoring: Scoring,
+        scoring: retrieval::score::Scoring,
     ) -> Result<Gallery> {
-        let opts = ScoreOptions {
+        let scorer = emb.scorer(ScoreOptions {
             scoring,
             bank: Bank::Train,
-        };
-        opts.check(&model)?;
-        let spec = model.feature_spec(ex.weights.as_deref())?;
-        let enc = pipeline::model_text_encoder(&model, vectors)?;
+        })?;
         let mut ids: Vec<String> = std::fs::read_dir(images)
             .map_err(|e| Error::io(images, e))?
             .filter_map(|e| e.ok())
@@ -90,96 +79,65 @@ impl Gallery {
         if ids.is_empty() {
             return Err(Error::file(images, "no image files in the folder"));
         }
-        let f = image::extract(&ids, images, &spec, &ex)?;
-        let keep: Vec<usize> = (0..ids.len()).filter(|&i| f.ok[i]).collect();
-        if keep.is_empty() {
-            return Err(Error::file(
-                images,
-                "none of the files could be read as an image",
-            ));
-        }
-        let skipped = f
+        let im = emb.images(
+            &ids,
+            images,
+            Listed {
+                file: images,
+                rows: None,
+            },
+        )?;
+        let skipped = im
             .skipped
             .iter()
             .map(|s| (s.id.clone(), s.reason.clone()))
             .collect();
-        let image_ids: Vec<String> = keep.iter().map(|&i| ids[i].clone()).collect();
-        let image_raw = f.features.select(Axis(0), &keep);
-        let image_proj = model.projection.project_images(image_raw.view());
-        let (caption_ids, captions) = match captions {
+        let gallery = scorer.prepare(Direction::TextToImage, im.ids, im.projected)?;
+        // Raw rows in the prepared gallery's order.
+        let order: Vec<usize> = (0..gallery.len()).map(|j| gallery.source_row(j)).collect();
+        let image_raw = im.raw.select(ndarray::Axis(0), &order);
+        let (caption_ids, texts) = match captions {
             Some(p) => read_captions(p)?,
             None => (Vec::new(), Vec::new()),
         };
-        let (tf, _) = enc.features(&captions);
-        let caption_proj = if captions.is_empty() {
-            Array2::zeros((0, model.projection.dim()))
-        } else {
-            model.projection.project_texts(tf.view())
-        };
-        let (image_pen, caption_pen) = match &model.banks {
-            Some(b) if scoring != Scoring::Cosine => (
-                score::gallery_penalties(scoring, image_proj.view(), b.texts.view())
-                    .map_err(Error::Param)?,
-                score::gallery_penalties(scoring, caption_proj.view(), b.images.view())
-                    .map_err(Error::Param)?,
-            ),
-            _ => (
-                Array1::zeros(image_proj.nrows()),
-                Array1::zeros(caption_proj.nrows()),
-            ),
-        };
+        let (caption_proj, _) = emb.texts(&texts);
+        let captions = scorer.prepare(Direction::ImageToText, caption_ids, caption_proj)?;
+        let mut texts: Vec<Option<String>> = texts.into_iter().map(Some).collect();
+        let caption_texts = (0..captions.len())
+            .map(|j| texts[captions.source_row(j)].take().unwrap_or_default())
+            .collect();
         Ok(Gallery {
-            model,
-            enc,
-            spec,
-            ex,
-            scoring,
+            emb,
+            scorer,
             images_dir: images.to_path_buf(),
-            image_ids,
             image_raw,
-            image_proj,
-            image_pen,
-            caption_ids,
+            images: gallery,
             captions,
-            caption_proj,
-            caption_pen,
+            caption_texts,
             net: Mutex::new(None),
             skipped,
         })
     }
 
     pub fn n_images(&self) -> usize {
-        self.image_ids.len()
+        self.images.len()
     }
 
     pub fn n_captions(&self) -> usize {
-        self.caption_ids.len()
+        self.captions.len()
     }
 
-    /// Scored top-k of one query row against a gallery, with the query's own penalty.
+    /// The scored top-k of one query against a prepared gallery: [`Scorer::rank_one`], the
+    /// path `rank --bank train` takes for a whole file.
     fn top(
         &self,
-        q: ArrayView2<f32>,
-        gallery: ArrayView2<f32>,
-        gallery_pen: &Array1<f32>,
-        query_is_text: bool,
+        q: ArrayView1<f32>,
+        gallery: &retrieval::Gallery,
         k: usize,
     ) -> std::result::Result<Vec<(usize, f32)>, HttpError> {
-        let query = match (&self.model.banks, self.scoring) {
-            (Some(b), s) if s != Scoring::Cosine => {
-                let bank = if query_is_text { &b.images } else { &b.texts };
-                score::query_penalties(s, q, bank.view()).map_err(|e| HttpError(500, e))?
-            }
-            _ => Array1::zeros(1),
-        };
-        let p = Penalties {
-            query,
-            gallery: gallery_pen.clone(),
-        };
-        Ok(score::top_k_scored(q, gallery, k, self.scoring, &p)
-            .into_iter()
-            .next()
-            .unwrap_or_default())
+        self.scorer
+            .rank_one(q, gallery, k)
+            .map_err(|e| HttpError(500, e.to_string()))
     }
 
     /// Text → images: the k best images for `q`, each with its score explained term by term.
@@ -194,22 +152,23 @@ impl Gallery {
             )));
         }
         let k = check_k(k)?;
-        let (tf, _) = self.enc.features(&[q.to_string()]);
+        let (tf, _) = self.emb.text_features(&[q.to_string()]);
         if tf.iter().all(|&v| v == 0.0) {
             return Err(bad(
                 "no known term in the query (no word vector, no bag term of the model)",
             ));
         }
-        let y = self.model.projection.project_texts(tf.view());
-        let hits = self.top(y.view(), self.image_proj.view(), &self.image_pen, true, k)?;
+        let y = self.emb.project_texts(tf.view());
+        let hits = self.top(y.row(0), &self.images, k)?;
         let mut results = Vec::new();
         let mut tokens = Value::Null;
         for (j, s) in hits {
-            let e = explain::explain_pair(&self.model, &self.enc, q, self.image_raw.row(j))
+            let e = explain::explain_pair(&self.emb, q, self.image_raw.row(j))
                 .map_err(|e| HttpError(500, e.to_string()))?;
             if tokens.is_null() {
                 tokens =
-                    self.enc
+                    self.emb
+                        .encoder()
                         .tokenize(q)
                         .into_iter()
                         .map(|t| {
@@ -233,7 +192,7 @@ impl Gallery {
             // What the terms not sent add up to: terms + rest + offset = cosine.
             let rest = e.total() - e.offset - shown.iter().map(|t| t.contribution).sum::<f32>();
             results.push(json!({
-                "id": self.image_ids[j],
+                "id": self.images.id(j),
                 "score": s,
                 "cosine": e.cosine,
                 "correction": s - e.cosine,
@@ -251,10 +210,10 @@ impl Gallery {
     /// Image → captions and images, for a gallery image id.
     pub fn search_image_id(&self, id: &str, k: usize) -> std::result::Result<Value, HttpError> {
         let k = check_k(k)?;
-        let Some(j) = self.image_ids.iter().position(|x| x == id) else {
+        let Some(j) = self.images.position(id) else {
             return Err(HttpError(404, format!("unknown image id `{id}`")));
         };
-        let q = self.image_proj.row(j).insert_axis(Axis(0)).to_owned();
+        let q = self.images.vectors().row(j).to_owned();
         self.image_neighbours(q.view(), k, json!(id))
     }
 
@@ -270,55 +229,52 @@ impl Gallery {
         }
         let img = decode::decode(bytes)
             .map_err(|e| HttpError(415, format!("not a usable image: {e}")))?;
-        let size = self.spec.input_size;
+        let spec = self.emb.spec();
+        let size = spec.input_size;
         let px = decode::resize_center_crop(&img, size).into_raw();
         let mut guard = self
             .net
             .lock()
             .map_err(|_| HttpError(500, "network lock poisoned".into()))?;
         if guard.is_none() {
-            let net = Backbone::load(
-                self.spec.backbone,
-                self.ex.weights.as_deref(),
-                self.ex.device,
-            )
-            .map_err(|e| HttpError(500, e.to_string()))?;
+            let ex = self.emb.extract_options();
+            let net = Backbone::load(spec.backbone, ex.weights.as_deref(), ex.device)
+                .map_err(|e| HttpError(500, e.to_string()))?;
             *guard = Some(net);
         }
         let Some(net) = guard.as_ref() else {
             return Err(HttpError(500, "network not loaded".into()));
         };
-        let rows = image::forward(net, &[px.as_slice()], size, &self.spec.config())
+        let rows = image::forward(net, &[px.as_slice()], size, &spec.config())
             .map_err(|e| HttpError(500, e.to_string()))?;
         let raw = Array2::from_shape_vec((1, rows[0].len()), rows[0].clone())
             .map_err(|e| HttpError(500, e.to_string()))?;
-        let q = self.model.projection.project_images(raw.view());
-        self.image_neighbours(q.view(), k, json!("(upload)"))
+        let q = self.emb.project_images(raw.view());
+        self.image_neighbours(q.row(0), k, json!("(upload)"))
     }
 
     fn image_neighbours(
         &self,
-        q: ArrayView2<f32>,
+        q: ArrayView1<f32>,
         k: usize,
         query: Value,
     ) -> std::result::Result<Value, HttpError> {
-        let caps = if self.caption_ids.is_empty() {
+        let caps = if self.captions.is_empty() {
             Vec::new()
         } else {
-            self.top(q, self.caption_proj.view(), &self.caption_pen, false, k)?
+            self.top(q, &self.captions, k)?
         };
         let captions: Vec<Value> = caps
             .into_iter()
-            .map(|(j, s)| json!({"id": self.caption_ids[j], "caption": self.captions[j], "score": s}))
+            .map(|(j, s)| json!({"id": self.captions.id(j), "caption": self.caption_texts[j], "score": s}))
             .collect();
         // Image → image: plain cosine within one modality (no correction is defined there).
-        let imgs = crate::retrieval::rank::top_k(q, self.image_proj.view(), k)
-            .into_iter()
-            .next()
-            .unwrap_or_default();
+        let imgs = Scorer::cosine()
+            .rank_one(q, &self.images, k)
+            .map_err(|e| HttpError(500, e.to_string()))?;
         let images: Vec<Value> = imgs
             .into_iter()
-            .map(|(j, s)| json!({"id": self.image_ids[j], "score": s}))
+            .map(|(j, s)| json!({"id": self.images.id(j), "score": s}))
             .collect();
         Ok(json!({
             "query": query,
@@ -329,16 +285,17 @@ impl Gallery {
     }
 
     fn describe(&self) -> String {
-        ScoreOptions {
-            scoring: self.scoring,
-            bank: Bank::Train,
-        }
-        .describe()
+        self.scorer.describe()
+    }
+
+    /// The feature spec of the gallery's images.
+    pub fn features(&self) -> String {
+        self.emb.spec().describe()
     }
 
     /// A JPEG thumbnail of a gallery image.
     pub fn thumbnail(&self, id: &str) -> std::result::Result<Vec<u8>, HttpError> {
-        if !self.image_ids.iter().any(|x| x == id) {
+        if self.images.position(id).is_none() {
             return Err(HttpError(404, format!("unknown image id `{id}`")));
         }
         let bytes =
@@ -456,7 +413,7 @@ pub fn handle(g: &Gallery, method: &str, url: &str, body: &[u8]) -> (u16, &'stat
             "images": g.n_images(),
             "captions": g.n_captions(),
             "scoring": g.describe(),
-            "features": g.spec.describe(),
+            "features": g.features(),
             "skipped": g.skipped.len(),
         }))),
         ("GET", p) if p.starts_with("/thumb/") => g

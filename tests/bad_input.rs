@@ -394,7 +394,7 @@ fn gbk_bom_and_all_oov_captions_go_through_fit_with_counted_skips() {
     s.push_str("absent.jpg,一只猫\n");
     let (gbk, _, _) = encoding_rs::GBK.encode(&s);
     std::fs::write(d.path().join("gbk.csv"), &gbk).unwrap();
-    let opts = tuwen::pipeline::FitOptions {
+    let opts = tuwen::jobs::fit::FitOptions {
         sets: vec![(d.path().join("gbk.csv"), img.clone())],
         image: ImageFeatureConfig {
             backbone: BackboneKind::EfficientNetLite0,
@@ -415,7 +415,7 @@ fn gbk_bom_and_all_oov_captions_go_through_fit_with_counted_skips() {
         vectors: None,
         vectors2: None,
     };
-    let (_, rep) = tuwen::pipeline::fit(&opts).unwrap();
+    let (_, rep) = tuwen::jobs::fit::fit(&opts).unwrap();
     assert_eq!(rep.pairs_used, 24);
     let reasons: Vec<String> = rep
         .skipped

@@ -3,7 +3,8 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 use tuwen::features::image::{BackboneKind, ExtractOptions, ImageFeatureConfig, Pooling};
-use tuwen::outputs::csv::{check_file, Task};
+use tuwen::outputs::csv::check_file;
+use tuwen::retrieval::Direction as Task;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tuwen"))
@@ -32,7 +33,7 @@ fn library_fit_eval_beats_chance_by_far() {
         progress: false,
         ..Default::default()
     };
-    let opts = tuwen::pipeline::FitOptions {
+    let opts = tuwen::jobs::fit::FitOptions {
         sets: vec![(data.train_pairs.clone(), data.images.clone())],
         image: ImageFeatureConfig {
             backbone: BackboneKind::EfficientNetLite0,
@@ -49,12 +50,12 @@ fn library_fit_eval_beats_chance_by_far() {
         vectors: None,
         vectors2: None,
     };
-    let (model, rep) = tuwen::pipeline::fit(&opts).unwrap();
+    let (model, rep) = tuwen::jobs::fit::fit(&opts).unwrap();
     assert_eq!(rep.pairs_used, 320);
     let rep_model = model.clone();
     model.save(&d.path().join("model")).unwrap();
     let model = tuwen::model::Model::load(&d.path().join("model")).unwrap();
-    let e = tuwen::pipeline::evaluate(
+    let e = common::evaluate(
         &model,
         &data.val_pairs,
         &data.images,
@@ -87,7 +88,7 @@ fn library_fit_eval_beats_chance_by_far() {
         weights: Some(common::models().join("efficientnet-lite2.safetensors")),
         ..ex.clone()
     };
-    let err = tuwen::pipeline::evaluate(
+    let err = common::evaluate(
         &model,
         &data.val_pairs,
         &data.images,
@@ -142,7 +143,7 @@ fn cli_fit_rank_eval_on_teddy_layout() {
     // Held-out pairs as 附件2 / 附件3; one query image of task 2 is missing.
     let val = tuwen::data::read_pairs(&data.val_pairs).unwrap();
     let (d2, d3) = (root.join("附件2"), root.join("附件3"));
-    tuwen::pipeline::layout_teddy(&val.pairs, &data.images, &d2, &d3).unwrap();
+    tuwen::jobs::split::layout_teddy(&val.pairs, &data.images, &d2, &d3).unwrap();
     let gone = val.pairs[0].image_id.clone();
     std::fs::remove_file(d3.join("ImageData").join(&gone)).unwrap();
     let out_dir = root.join("out");

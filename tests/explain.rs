@@ -5,13 +5,14 @@
 mod common;
 use ndarray::Axis;
 use std::path::{Path, PathBuf};
-use tuwen::explain::{self, QuerySide, TermKind};
+use tuwen::embed::{Embedder, VectorFiles};
+use tuwen::explain::{self, TermKind};
 use tuwen::features::image::{self, BackboneKind, ExtractOptions, ImageFeatureConfig, Pooling};
 use tuwen::features::text::{BagConfig, SecondVectors, TextFeatureConfig, Weighting};
 use tuwen::model::Model;
-use tuwen::outputs::csv::Task;
-use tuwen::pipeline::{self, Bank, ScoreOptions};
+use tuwen::jobs::explain::explain_files;
 use tuwen::retrieval::score::Scoring;
+use tuwen::retrieval::{Bank, Direction, ScoreOptions};
 
 const TOL: f32 = 1e-5;
 
@@ -32,7 +33,7 @@ fn ex(cache: &Path) -> ExtractOptions {
 }
 
 fn fit(pairs: &Path, images: &Path, cache: &Path, text: TextFeatureConfig, k: usize) -> Model {
-    let opts = pipeline::FitOptions {
+    let opts = tuwen::jobs::fit::FitOptions {
         sets: vec![(pairs.to_path_buf(), images.to_path_buf())],
         image: lite0(),
         text,
@@ -44,13 +45,18 @@ fn fit(pairs: &Path, images: &Path, cache: &Path, text: TextFeatureConfig, k: us
         vectors: None,
         vectors2: None,
     };
-    pipeline::fit(&opts).unwrap().0
+    tuwen::jobs::fit::fit(&opts).unwrap().0
+}
+
+fn embedder(model: &Model, cache: &Path) -> Embedder {
+    Embedder::new(model.clone(), &VectorFiles::default(), ex(cache)).unwrap()
 }
 
 /// For every (caption, image) of `pairs`: the parts rebuild `features()`, the contributions and
 /// the offset add up to the cosine, which is the dot of the two projections.
 fn check_pairs(model: &Model, pairs: &Path, images: &Path, cache: &Path, max: usize) {
-    let enc = pipeline::model_text_encoder(model, &Default::default()).unwrap();
+    let emb = embedder(model, cache);
+    let enc = emb.encoder();
     let p = tuwen::data::read_pairs(pairs).unwrap();
     let (ids, _) = tuwen::data::group_images(&p.pairs);
     let spec = model.feature_spec(None).unwrap();
@@ -68,7 +74,7 @@ fn check_pairs(model: &Model, pairs: &Path, images: &Path, cache: &Path, max: us
         // Against a different image too, not only the caption's own.
         for img in [&pair.image_id, &ids[0]] {
             let x = f.features.row(index[img.as_str()]);
-            let e = explain::explain_pair(model, &enc, &pair.caption, x).unwrap();
+            let e = explain::explain_pair(&emb, &pair.caption, x).unwrap();
             let cos = proj
                 .project_texts(t.view())
                 .dot(&proj.project_images(x.insert_axis(Axis(0))).t())[[0, 0]];
@@ -131,48 +137,46 @@ fn explanations_add_up_to_the_ranked_cosine_and_score() {
         // The scores `rank` writes: plain cosine, and CSLS over the model's training banks.
         let val = tuwen::data::read_pairs(&data.val_pairs).unwrap();
         let (d2, d3) = (root.join("附件2"), root.join("附件3"));
-        pipeline::layout_teddy(&val.pairs, &data.images, &d2, &d3).unwrap();
-        let jobs = pipeline::teddy_jobs(&[d2], root).unwrap();
+        tuwen::jobs::split::layout_teddy(&val.pairs, &data.images, &d2, &d3).unwrap();
+        let jobs = tuwen::jobs::rank::teddy_jobs(&[d2], root).unwrap();
         let e = ex(&cache);
-        let vectors = pipeline::VectorFiles::default();
+        let emb = embedder(&model, &cache);
         for (opts, query) in [
-            (ScoreOptions::cosine(), QuerySide::Caption),
+            (ScoreOptions::cosine(), Direction::TextToImage),
             (
                 ScoreOptions {
                     scoring: Scoring::Csls { k: 4 },
                     bank: Bank::Train,
                 },
-                QuerySide::Caption,
+                Direction::TextToImage,
             ),
             (
                 ScoreOptions {
                     scoring: Scoring::InvertedSoftmax { beta: 10.0 },
                     bank: Bank::Train,
                 },
-                QuerySide::Caption,
+                Direction::TextToImage,
             ),
         ] {
-            let ranker = pipeline::Ranker::new(&model, &e, &vectors, opts).unwrap();
-            assert_eq!(jobs[0].task, Task::TextToImage);
+            let ranker = tuwen::jobs::rank::Ranker::new(&emb, emb.scorer(opts).unwrap());
+            assert_eq!(jobs[0].direction, Direction::TextToImage);
             let r = ranker.run(&jobs[0]).unwrap();
             for (qid, top) in r.top.iter().take(3) {
                 let caption = &r.captions[qid];
                 for (img, ranked) in top {
-                    let s = explain::explain_files(
-                        &model,
-                        &vectors,
-                        &e,
+                    let s = explain_files(
+                        &emb,
+                        &ranker.scorer,
                         caption,
                         &jobs[0].images.join(img),
-                        &opts,
                         query,
                     )
                     .unwrap();
-                    // Rank's cosines come from block products, explain's from one row: the scale
-                    // (β for inverted softmax) and the score's size multiply that rounding.
-                    let tol = TOL * s.scale * ranked.abs().max(1.0);
-                    assert!(
-                        (s.score - ranked).abs() < tol,
+                    // One float path: explain's one pair and rank's whole file give the same
+                    // bits (the image features come from the same cache).
+                    assert_eq!(
+                        s.score.to_bits(),
+                        ranked.to_bits(),
                         "{}: explain {} vs rank {ranked}",
                         opts.describe(),
                         s.score
@@ -201,14 +205,13 @@ fn explanations_add_up_to_the_ranked_cosine_and_score() {
         // A term absent from the caption contributes nothing: an unknown token changes neither
         // t nor the cosine, and is listed as out of vocabulary with contribution 0; a known term
         // of another caption is not listed.
-        let enc = pipeline::model_text_encoder(&model, &vectors).unwrap();
         let spec = model.feature_spec(None).unwrap();
         let id = val.pairs[0].image_id.clone();
         let f = image::extract(std::slice::from_ref(&id), &data.images, &spec, &e).unwrap();
         let caption = "一个红色的圆形";
-        let base = explain::explain_pair(&model, &enc, caption, f.features.row(0)).unwrap();
+        let base = explain::explain_pair(&emb, caption, f.features.row(0)).unwrap();
         let more =
-            explain::explain_pair(&model, &enc, "一个红色的圆形 ꙮꙮ", f.features.row(0)).unwrap();
+            explain::explain_pair(&emb, "一个红色的圆形 ꙮꙮ", f.features.row(0)).unwrap();
         assert!((base.cosine - more.cosine).abs() < 1e-6);
         // (jieba may cut it into one token or two.)
         let unknown: Vec<_> = more.terms.iter().filter(|t| t.text.contains('ꙮ')).collect();
@@ -240,14 +243,13 @@ fn explanations_add_up_to_the_ranked_cosine_and_score() {
         TextFeatureConfig::default(),
         6,
     );
-    let err = explain::explain_files(
-        &model,
-        &Default::default(),
-        &ex(&cache),
+    let emb = embedder(&model, &cache);
+    let err = explain_files(
+        &emb,
+        &emb.scorer(ScoreOptions::default()).unwrap(),
         "一个红色的圆形",
         &data.images.join("Image14000000-0000.jpg"),
-        &ScoreOptions::default(),
-        QuerySide::Caption,
+        Direction::TextToImage,
     )
     .err()
     .unwrap()
@@ -346,14 +348,13 @@ fn explanations_add_up_on_a_small_flickr8k_cn_model() {
         scoring: Scoring::Csls { k: 10 },
         bank: Bank::Train,
     };
-    let s = explain::explain_files(
-        &model,
-        &Default::default(),
-        &ex(&cache),
+    let emb = embedder(&model, &cache);
+    let s = explain_files(
+        &emb,
+        &emb.scorer(opts).unwrap(),
         &p.pairs[0].caption,
         &images.join(&p.pairs[0].image_id),
-        &opts,
-        QuerySide::Caption,
+        Direction::TextToImage,
     )
     .unwrap();
     let parts = s.scale * s.cosine.total() - s.query_penalty - s.gallery_penalty;

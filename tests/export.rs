@@ -11,7 +11,7 @@ use tuwen::features::image::{self, BackboneKind, ExtractOptions, ImageFeatureCon
 
 fn small_model(root: &Path) -> (tuwen::model::Model, tuwen::data::synthetic::Synthetic) {
     let data = tuwen::data::synthetic::generate(&root.join("syn"), 24, 8, 9).unwrap();
-    let opts = tuwen::pipeline::FitOptions {
+    let opts = tuwen::jobs::fit::FitOptions {
         sets: vec![(data.train_pairs.clone(), data.images.clone())],
         image: ImageFeatureConfig {
             backbone: BackboneKind::EfficientNetLite0,
@@ -27,7 +27,7 @@ fn small_model(root: &Path) -> (tuwen::model::Model, tuwen::data::synthetic::Syn
         vectors: None,
         vectors2: None,
     };
-    (tuwen::pipeline::fit(&opts).unwrap().0, data)
+    (tuwen::jobs::fit::fit(&opts).unwrap().0, data)
 }
 
 fn extract_options(root: &Path) -> ExtractOptions {
@@ -73,7 +73,7 @@ fn expected(model: &tuwen::model::Model, root: &Path, pairs: &Path, dir: &Path) 
     let f = image::extract(&ids, dir, &spec, &extract_options(root)).unwrap();
     let keep: Vec<usize> = (0..ids.len()).filter(|&i| f.ok[i]).collect();
     let raw_images = f.features.select(Axis(0), &keep);
-    let enc = tuwen::pipeline::model_text_encoder(model, &Default::default()).unwrap();
+    let enc = tuwen::embed::model_text_encoder(model, &Default::default()).unwrap();
     let captions: Vec<String> = p.pairs.iter().map(|x| x.caption.clone()).collect();
     let (raw_texts, _) = enc.features(&captions);
     Expected {
@@ -340,7 +340,7 @@ fn npy_files_and_teddy_lists_match_the_projections() {
     // mode numbers captions as `split --teddy-layout` does.
     let p = tuwen::data::read_pairs(&pairs).unwrap();
     let (d2, d3) = (root.join("附件2"), root.join("附件3"));
-    tuwen::pipeline::layout_teddy(&p.pairs, &data.images, &d2, &d3).unwrap();
+    tuwen::jobs::split::layout_teddy(&p.pairs, &data.images, &d2, &d3).unwrap();
     let m = model_dir.to_str().unwrap();
     let t = root.join("teddy/t");
     export(

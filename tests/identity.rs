@@ -144,7 +144,7 @@ fn the_weights_hash_keys_the_cache() {
 /// A small fitted model for the model-folder tests.
 fn small_model(root: &Path) -> (tuwen::model::Model, tuwen::data::synthetic::Synthetic) {
     let data = tuwen::data::synthetic::generate(&root.join("syn"), 24, 8, 9).unwrap();
-    let opts = tuwen::pipeline::FitOptions {
+    let opts = tuwen::jobs::fit::FitOptions {
         sets: vec![(data.train_pairs.clone(), data.images.clone())],
         image: lite0(),
         text: Default::default(),
@@ -160,7 +160,7 @@ fn small_model(root: &Path) -> (tuwen::model::Model, tuwen::data::synthetic::Syn
         vectors: None,
         vectors2: None,
     };
-    (tuwen::pipeline::fit(&opts).unwrap().0, data)
+    (tuwen::jobs::fit::fit(&opts).unwrap().0, data)
 }
 
 #[test]
@@ -246,12 +246,12 @@ fn model_folders_are_checked_and_written_whole() {
         ..Default::default()
     };
     let cnsyn = common::models().join("cnsyn.vector");
-    let e = tuwen::pipeline::evaluate(
+    let e = common::evaluate(
         &model,
         &data.val_pairs,
         &data.images,
         &ex,
-        &tuwen::pipeline::VectorFiles {
+        &tuwen::embed::VectorFiles {
             words: Some(cnsyn.clone()),
             second: None,
         },

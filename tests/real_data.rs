@@ -68,7 +68,7 @@ fn teddy_800_200_split_recalls_well_above_chance() {
         progress: false,
         ..Default::default()
     };
-    let opts = tuwen::pipeline::FitOptions {
+    let opts = tuwen::jobs::fit::FitOptions {
         sets: vec![(d.path().join("train.csv"), t.join("ImageData"))],
         image: lite0(),
         text: tuwen::features::text::TextFeatureConfig {
@@ -84,9 +84,9 @@ fn teddy_800_200_split_recalls_well_above_chance() {
         vectors: None,
         vectors2: None,
     };
-    let (model, rep) = tuwen::pipeline::fit(&opts).unwrap();
+    let (model, rep) = tuwen::jobs::fit::fit(&opts).unwrap();
     assert!(rep.pairs_used >= 795, "{}", rep.pairs_used);
-    let e = tuwen::pipeline::evaluate(
+    let e = common::evaluate(
         &model,
         &d.path().join("heldout.csv"),
         &t.join("ImageData"),

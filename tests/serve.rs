@@ -90,7 +90,7 @@ fn serve_answers_like_rank_and_refuses_bad_requests() {
     assert!(st.success());
     let val = tuwen::data::read_pairs(&data.val_pairs).unwrap();
     let (d2, d3) = (root.join("附件2"), root.join("附件3"));
-    tuwen::pipeline::layout_teddy(&val.pairs, &data.images, &d2, &d3).unwrap();
+    tuwen::jobs::split::layout_teddy(&val.pairs, &data.images, &d2, &d3).unwrap();
     // rank with the model's training banks: what a server, with one query at a time, uses.
     let out = root.join("out");
     let st = Command::new(env!("CARGO_BIN_EXE_tuwen"))
@@ -107,7 +107,6 @@ fn serve_answers_like_rank_and_refuses_bad_requests() {
         .status()
         .unwrap();
     assert!(st.success());
-    let result1 = tuwen::data::read_table(&out.join("result1.csv")).unwrap();
     let words = tuwen::data::read_ids(&d2.join("word_test.csv"), "text_id", true).unwrap();
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_tuwen"))
@@ -134,31 +133,77 @@ fn serve_answers_like_rank_and_refuses_bad_requests() {
         .to_string();
     assert!(addr.starts_with("127.0.0.1:"), "binds to loopback: {addr}");
 
-    // Text → image agrees with rank's result1.csv.
-    let caps = words.captions.clone().unwrap();
-    let mut same = 0;
-    for (tid, cap) in words.ids.iter().zip(&caps) {
-        let (code, v) = get_json(&addr, &format!("/api/search?k=5&q={}", enc(cap)));
-        assert_eq!(code, 200, "{v}");
-        let got: Vec<String> = v["results"]
+    // rank's scores, through the library on the same model and cache (the result files hold ids
+    // only); its lists must be the CLI's.
+    let emb = tuwen::embed::Embedder::new(
+        tuwen::model::Model::load(&model).unwrap(),
+        &Default::default(),
+        tuwen::features::image::ExtractOptions {
+            cache_dir: Some(cache.clone()),
+            progress: false,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let scorer = emb
+        .scorer(tuwen::retrieval::ScoreOptions {
+            bank: tuwen::retrieval::Bank::Train,
+            ..Default::default()
+        })
+        .unwrap();
+    let ranker = tuwen::jobs::rank::Ranker::new(&emb, scorer);
+    let lib_out = root.join("lib-out");
+    let ranked = |dir: &std::path::Path, file: &str| {
+        let mut jobs = tuwen::jobs::rank::teddy_jobs(&[dir.to_path_buf()], &lib_out).unwrap();
+        let job = jobs.remove(0);
+        let r = ranker.run(&job).unwrap();
+        let table = tuwen::data::read_table(&out.join(file)).unwrap();
+        let top: std::collections::BTreeMap<String, Vec<(String, f32)>> =
+            r.top.into_iter().collect();
+        for (q, hits) in &top {
+            let cli: Vec<&str> = table
+                .rows
+                .iter()
+                .filter(|row| &row[0] == q)
+                .map(|row| row[2].as_str())
+                .collect();
+            let lib: Vec<&str> = hits.iter().map(|(id, _)| id.as_str()).collect();
+            assert_eq!(cli, lib, "{q}: the CLI's {file} and the library's ranking");
+        }
+        top
+    };
+    let hits = |v: &serde_json::Value| -> Vec<(String, f32)> {
+        v["results"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|r| r["id"].as_str().unwrap().to_string())
-            .collect();
-        let want: Vec<String> = result1
-            .rows
-            .iter()
-            .filter(|r| &r[0] == tid)
-            .map(|r| r[2].clone())
-            .collect();
-        assert_eq!(got.len(), 5);
-        assert!(
-            want.contains(&got[0]),
-            "{tid}: server's best {} not in rank's top 5 {want:?}",
-            got[0]
-        );
-        same += usize::from(got == want);
+            .map(|r| {
+                (
+                    r["id"].as_str().unwrap().to_string(),
+                    r["score"].as_f64().unwrap() as f32,
+                )
+            })
+            .collect()
+    };
+    // One query at a time in the server and a whole file in rank take the same float path: the
+    // same ids in the same order with the same scores (to the JSON's decimal printing), for
+    // every query, ties included.
+    let same = |q: &str, got: &[(String, f32)], want: &[(String, f32)]| {
+        let ids = |l: &[(String, f32)]| l.iter().map(|(i, _)| i.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(got), ids(want), "{q}: server vs rank");
+        for ((_, a), (_, b)) in got.iter().zip(want) {
+            assert!((a - b).abs() <= 1e-6, "{q}: score {a} vs {b}");
+        }
+    };
+
+    // Text → image agrees with rank's result1.csv.
+    let want1 = ranked(&d2, "result1.csv");
+    assert_eq!(want1.len(), words.ids.len());
+    let caps = words.captions.clone().unwrap();
+    for (tid, cap) in words.ids.iter().zip(&caps) {
+        let (code, v) = get_json(&addr, &format!("/api/search?k=5&q={}", enc(cap)));
+        assert_eq!(code, 200, "{v}");
+        same(tid, &hits(&v), &want1[tid]);
         // Every hit carries its explanation: terms + offset add up to the cosine.
         for r in v["results"].as_array().unwrap() {
             let e = &r["explanation"];
@@ -176,44 +221,19 @@ fn serve_answers_like_rank_and_refuses_bad_requests() {
         }
         assert!(v["tokens"].as_array().is_some_and(|t| !t.is_empty()), "{v}");
     }
-    // Scores computed one query at a time vs in one batch may differ in the last bits; identical
-    // lists for nearly all queries.
-    assert!(
-        same * 10 >= words.ids.len() * 9,
-        "{same} of {} top-5 lists identical to rank's",
-        words.ids.len()
-    );
 
     // Image → captions agrees with rank's result2.csv (word_test.csv and word_data.csv hold the
     // same captions under the same ids).
-    let result2 = tuwen::data::read_table(&out.join("result2.csv")).unwrap();
+    let want2 = ranked(&d3, "result2.csv");
     let gallery_ids = tuwen::data::read_ids(&d3.join("image_test.csv"), "image_id", false)
         .unwrap()
         .ids;
-    let mut same2 = 0;
+    assert_eq!(want2.len(), gallery_ids.len());
     for iid in &gallery_ids {
         let (code, v) = get_json(&addr, &format!("/api/image?k=5&id={}", enc(iid)));
         assert_eq!(code, 200, "{v}");
-        let got: Vec<&str> = v["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["id"].as_str().unwrap())
-            .collect();
-        let want: Vec<&str> = result2
-            .rows
-            .iter()
-            .filter(|r| &r[0] == iid)
-            .map(|r| r[2].as_str())
-            .collect();
-        assert!(want.contains(&got[0]), "{iid}: {got:?} vs {want:?}");
-        same2 += usize::from(got == want);
+        same(iid, &hits(&v), &want2[iid]);
     }
-    assert!(
-        same2 * 10 >= gallery_ids.len() * 9,
-        "{same2} of {} image→text lists identical to rank's",
-        gallery_ids.len()
-    );
 
     // Image → captions for a gallery image, and an uploaded copy of it finds itself first.
     let img_id = &tuwen::data::read_ids(&d2.join("image_data.csv"), "image_id", false)

@@ -7,7 +7,6 @@
 //! features), which experiments/bench/extract.py feeds to PyTorch for the same-input check.
 #[path = "common.rs"]
 mod common;
-use clap::ValueEnum;
 use ndarray::Array2;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -23,7 +22,7 @@ fn main() {
     let dir = PathBuf::from(opt("--images").expect("--images DIR"));
     let list = opt("--ids").expect("--ids LIST");
     let out = PathBuf::from(opt("--out").expect("--out FILE"));
-    let backbone = BackboneKind::from_str(&opt("--backbone").unwrap_or("vgg19".into()), true)
+    let backbone = opt("--backbone").unwrap_or("vgg19".into()).parse::<BackboneKind>()
         .expect("a backbone name");
     let n_forward: usize = opt("--forward-images").map_or(32, |v| v.parse().unwrap());
     let ids: Vec<String> = std::fs::read_to_string(&list)

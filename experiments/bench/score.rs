@@ -41,7 +41,11 @@ fn main() {
         }))
     };
     let (q, g) = (rand(nq, 0.0), rand(ng, hubs));
-    let (cos_s, cos_top) = best_of_3(|| tuwen::retrieval::rank::top_k(q.view(), g.view(), 5));
+    let (cos_s, cos_top) = best_of_3(|| {
+        score::rank_sets(q.view(), g.view(), 5, Scoring::Cosine)
+            .expect("valid scoring")
+            .0
+    });
     let line = |method: &str, secs: f64, extra: String| {
         println!(
             "{{\"method\": \"{method}\", \"queries\": {nq}, \"gallery\": {ng}, \"dim\": {d}, \"hubs\": {hubs}, \
@@ -56,7 +60,7 @@ fn main() {
         Scoring::InvertedSoftmax { beta: 10.0 },
     ] {
         let (secs, (top, _)) = best_of_3(|| {
-            score::rank(q.view(), g.view(), 5, s, q.view(), g.view()).expect("valid scoring")
+            score::rank_sets(q.view(), g.view(), 5, s).expect("valid scoring")
         });
         let changed = top
             .iter()

@@ -231,6 +231,30 @@ pub fn read_ids(path: &Path, id_col: &str, with_caption: bool) -> Result<IdList>
     })
 }
 
+/// The distinct image ids of a pairs file or id list (column `image_id`), in first-appearance
+/// order, with the 1-based row each first appears on; each id checked as [`check_image_id`]
+/// (inside the image folder). Empty ids are skipped; no id at all is an error.
+pub fn read_image_ids(path: &Path) -> Result<(Vec<String>, Vec<usize>)> {
+    let t = read_table(path)?;
+    let col = t.column("image_id")?;
+    let mut seen = HashSet::new();
+    let (mut ids, mut rows) = (Vec::new(), Vec::new());
+    for (i, r) in t.rows.iter().enumerate() {
+        let id = r[col].trim();
+        if id.is_empty() || seen.contains(id) {
+            continue;
+        }
+        check_image_id(path, i + 1, id)?;
+        seen.insert(id.to_string());
+        ids.push(id.to_string());
+        rows.push(i + 1);
+    }
+    if ids.is_empty() {
+        return Err(Error::file(path, "no image ids (column image_id is empty)"));
+    }
+    Ok((ids, rows))
+}
+
 /// The caption id of the `n`-th (0-based) pair of a pairs file laid out as 附件2/附件3
 /// (`split --teddy-layout`); `export --pairs` and `serve --captions` name captions the same way.
 pub fn pair_text_id(n: usize) -> String {

@@ -11,9 +11,7 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 /// How token vectors are weighted in a caption's mean.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Weighting {
     /// Plain mean.

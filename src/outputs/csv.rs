@@ -2,28 +2,11 @@
 //! file in the target folder and renamed, so a result file is never partial.
 use crate::data::Skip;
 use crate::error::{Error, Result};
+use crate::retrieval::Direction;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 pub const TOP: usize = 5;
-
-/// Which Teddy task a result file answers; fixes the header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Task {
-    /// Text → image: `text_id,similarity_ranking,result_image_id`.
-    TextToImage,
-    /// Image → text: `image_id,similarity_ranking,result_text_id`.
-    ImageToText,
-}
-
-impl Task {
-    pub fn header(&self) -> [&'static str; 3] {
-        match self {
-            Task::TextToImage => ["text_id", "similarity_ranking", "result_image_id"],
-            Task::ImageToText => ["image_id", "similarity_ranking", "result_text_id"],
-        }
-    }
-}
 
 /// Check that every query has exactly ranks 1..=5 with 5 distinct results drawn from the gallery,
 /// and that no other query appears.
@@ -80,7 +63,7 @@ pub fn validate(
 /// best first.
 pub fn write_results(
     path: &Path,
-    task: Task,
+    task: Direction,
     queries: &[String],
     results: &[Vec<String>],
     gallery: &[String],
@@ -119,7 +102,12 @@ pub fn write_results(
 }
 
 /// Read a result file back and validate it (for users checking a file, and for tests).
-pub fn check_file(path: &Path, task: Task, queries: &[String], gallery: &[String]) -> Result<()> {
+pub fn check_file(
+    path: &Path,
+    task: Direction,
+    queries: &[String],
+    gallery: &[String],
+) -> Result<()> {
     let t = crate::data::read_table(path)?;
     let h = task.header();
     let cols = [t.column(h[0])?, t.column(h[1])?, t.column(h[2])?];
@@ -169,11 +157,11 @@ mod tests {
         let q = ids("W", 2);
         let g = ids("I", 6);
         let res = vec![g[..5].to_vec(), g[1..6].to_vec()];
-        write_results(&p, Task::TextToImage, &q, &res, &g).unwrap();
+        write_results(&p, Direction::TextToImage, &q, &res, &g).unwrap();
         let text = std::fs::read_to_string(&p).unwrap();
         assert!(text.starts_with("text_id,similarity_ranking,result_image_id\nW0,1,I0\n"));
         assert_eq!(text.lines().count(), 11);
-        check_file(&p, Task::TextToImage, &q, &g).unwrap();
+        check_file(&p, Direction::TextToImage, &q, &g).unwrap();
     }
 
     #[test]
@@ -220,7 +208,7 @@ mod tests {
         let g = ids("W", 3);
         let e = write_results(
             &p,
-            Task::ImageToText,
+            Direction::ImageToText,
             &ids("I", 1),
             std::slice::from_ref(&g),
             &g,

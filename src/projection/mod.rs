@@ -4,6 +4,7 @@ pub mod covariance;
 pub mod pca;
 
 use crate::error::{Error, Result};
+use crate::kernel;
 pub use cca::{Cca, CcaParams, CcaValidParams};
 use linfa::traits::Fit;
 use linfa::DatasetBase;
@@ -11,9 +12,7 @@ use ndarray::{Array1, Array2, ArrayView2, Axis};
 use ndarray_linalg::Inverse;
 
 /// How the shared space is learned.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Method {
     /// PCA on each side (dimensions `pca_image`, `pca_text`), then regularised CCA.
@@ -23,17 +22,7 @@ pub enum Method {
 }
 
 /// Normalisation of image features before the learned map.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
-    clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ImageNorm {
     /// As the CNN gives them.
@@ -199,21 +188,23 @@ impl Projection {
     pub fn dim(&self) -> usize {
         self.image_proj.ncols()
     }
+    /// Unit-length rows of the shared space. Through the one float path ([`crate::kernel`]):
+    /// a row projected alone or in a batch, in any command, gets the same bits.
     pub fn project_images(&self, x: ArrayView2<f32>) -> Array2<f32> {
-        normalize_rows((&self.image_norm.apply(x) - &self.image_mean).dot(&self.image_proj))
+        let centred = &self.image_norm.apply(x) - &self.image_mean;
+        normalize_rows(kernel::dots(
+            centred.view(),
+            self.image_proj.t().as_standard_layout().view(),
+        ))
     }
     pub fn project_texts(&self, y: ArrayView2<f32>) -> Array2<f32> {
-        normalize_rows((&y - &self.text_mean).dot(&self.text_proj))
+        let centred = &y - &self.text_mean;
+        normalize_rows(kernel::dots(
+            centred.view(),
+            self.text_proj.t().as_standard_layout().view(),
+        ))
     }
 }
 
 /// L2-normalise rows (a zero row stays zero).
-pub fn normalize_rows(mut m: Array2<f32>) -> Array2<f32> {
-    for mut r in m.rows_mut() {
-        let n = r.dot(&r).sqrt();
-        if n > 0.0 {
-            r /= n;
-        }
-    }
-    m
-}
+pub use crate::kernel::normalize_rows;

@@ -11,17 +11,7 @@ use linfa::{DatasetBase, ParamGuard};
 use ndarray::{Array1, Array2, Axis};
 use ndarray_linalg::{Eigh, UPLO};
 
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
-    clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PcaSolver {
     #[default]

@@ -1,5 +1,5 @@
 //! Recall@K and median rank for both directions, with several captions per image.
-use super::rank::better;
+use super::score::better;
 use ndarray::ArrayView2;
 use rayon::prelude::*;
 
@@ -133,7 +133,14 @@ mod tests {
     #[test]
     fn rank_of_agrees_with_top_k_order() {
         let row = [0.2f32, 0.9, 0.9, 0.1, 0.5];
-        let top = crate::retrieval::rank::select_k(&row, 5);
+        let top = crate::retrieval::score::top_k_scored(
+            ndarray::ArrayView2::from_shape((1, row.len()), &row).unwrap(),
+            ndarray::Array2::<f32>::eye(row.len()).view(),
+            5,
+            crate::retrieval::score::Scoring::Cosine,
+            &Default::default(),
+        )[0]
+        .clone();
         for (pos, &(j, _)) in top.iter().enumerate() {
             assert_eq!(rank_of(&row, &[j]), pos + 1);
         }

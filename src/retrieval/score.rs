@@ -17,17 +17,19 @@
 //! a query's ranking, but reported scores include it) and the gallery penalty is one number per
 //! gallery item. So ranking is [`penalties`] (one blocked pass over the banks) followed by
 //! [`top_k_scored`] (the blocked top-k of plain cosine ranking, with the correction applied on the
-//! fly), or [`rank`], which does both and, when the query set is its own bank, usually in a single
-//! pass. The one large buffer is a block of `BLOCK` rows × the gallery (or × the smaller of an
-//! item set and its bank); bank × gallery is never formed in full.
+//! fly), or [`rank_sets`], which does both in usually a single pass when the ranked sets are
+//! their own banks. The one large buffer is a block of `BLOCK` rows × the gallery (or × a bank);
+//! bank × gallery is never formed in full.
 //!
-//! Call sites: all queries at once (banks = the query set and the gallery) → [`rank`]; a single
-//! query with a stored sample of the query modality → [`gallery_penalties`] once per gallery and
-//! sample (cache it), [`query_penalties`] per query, then [`top_k_scored`]; held-out evaluation
-//! from one cosine matrix, both directions → [`both_ways`].
+//! These are the building blocks of [`super::scorer::Scorer`], the one entry point commands
+//! use: all queries at once with the sets as banks → [`rank_sets`]; stored training banks →
+//! [`gallery_penalties`] once per prepared gallery, [`query_penalties`] per query, then
+//! [`top_k_scored`]; held-out evaluation from one cosine matrix, both directions → [`both_ways`].
 //!
-//! Rows are expected L2-normalised (the dot product is the cosine). Ordering everywhere: higher
-//! score first, ties broken by lower gallery index, NaN ranked as −∞ (as in plain cosine ranking).
+//! Every cosine goes through [`crate::kernel`], so a pair has the same score in every block,
+//! batch and command. Rows are expected L2-normalised (the dot product is the cosine). Ordering
+//! everywhere: higher score first, ties broken by lower gallery index (galleries are kept in id
+//! order), NaN ranked as −∞ (as in plain cosine ranking).
 use ndarray::{s, Array1, Array2, ArrayView2, Axis, Zip};
 use rayon::prelude::*;
 use std::fmt;
@@ -163,24 +165,23 @@ pub fn breakdown(
     }
 }
 
-/// Per-item penalties for `scoring`.
+/// Per-item penalties for `scoring` over separate, fixed banks (a model's stored training
+/// items: `--bank train`).
 ///
 /// * `query_bank`: rows of the query's modality; gives the gallery-side penalty (`r_g` for
 ///   CSLS, the log-normaliser for inverted softmax).
 /// * `gallery_bank`: rows of the gallery's modality; gives the query-side penalty (`r_q`, CSLS
 ///   only; unused otherwise).
 ///
-/// Typical banks: the query set and the gallery themselves when all queries are known at once;
-/// a stored training-set sample of the query modality for a single query; for held-out
-/// evaluation from one cosine matrix see [`both_ways`].
+/// Every item's penalty depends on that item and its bank only, never on the other items, so one
+/// query scored alone gets the same bits as in a batch. For banks that are the ranked sets
+/// themselves see [`penalties_sets`]; for held-out evaluation from one cosine matrix
+/// [`both_ways`].
 ///
 /// Documented edge cases: a bank with fewer than `k` rows gives the mean over all its rows; an
 /// empty bank gives penalty 0 (CSLS then reduces to `2·cos − other side`, inverted softmax to
 /// `β·cos`); NaN similarities inside a bank are skipped (as are −∞ ones for CSLS). Empty
 /// `queries` or `gallery` give empty penalty arrays.
-///
-/// When the banks are the very same views as `queries` and `gallery` (same memory, shape and
-/// strides) CSLS needs one pass over queries × gallery for both sides instead of two.
 ///
 /// Errors: invalid `scoring` ([`Scoring::validate`]) or row lengths that disagree.
 pub fn penalties(
@@ -197,19 +198,29 @@ pub fn penalties(
         ("query bank", query_bank.dim()),
         ("gallery bank", gallery_bank.dim()),
     ])?;
-    if let Scoring::Csls { k } = scoring {
-        if same_view(query_bank, queries) && same_view(gallery_bank, gallery) {
-            return Ok(fused(
-                queries,
-                gallery,
-                Stat::MeanTopK(k),
-                Stat::MeanTopK(k),
-            ));
-        }
-    }
     Ok(Penalties {
         query: query_penalties(scoring, queries, gallery_bank)?,
         gallery: gallery_penalties(scoring, gallery, query_bank)?,
+    })
+}
+
+/// Penalties when the ranked sets are their own banks (all queries known at once: Teddy's
+/// files, `--bank sets`): the queries are the bank of the gallery items and the gallery the bank
+/// of the queries. CSLS takes one pass over queries × gallery for both sides. Same edge cases
+/// and errors as [`penalties`].
+pub fn penalties_sets(
+    scoring: Scoring,
+    queries: ArrayView2<f32>,
+    gallery: ArrayView2<f32>,
+) -> Result<Penalties, String> {
+    scoring.validate()?;
+    check_dims(&[("queries", queries.dim()), ("gallery", gallery.dim())])?;
+    Ok(match scoring {
+        Scoring::Csls { k } => fused(queries, gallery, Stat::MeanTopK(k), Stat::MeanTopK(k)),
+        _ => Penalties {
+            query: query_penalties(scoring, queries, gallery)?,
+            gallery: gallery_penalties(scoring, gallery, queries)?,
+        },
     })
 }
 
@@ -305,7 +316,7 @@ pub fn score_matrix(
     if nq == 0 || ng == 0 {
         return Array2::zeros((nq, ng));
     }
-    let mut m = queries.dot(&gallery.t());
+    let mut m = cosines(queries, gallery);
     apply(&mut m, scoring, &penalties.query, &penalties.gallery);
     m
 }
@@ -313,57 +324,45 @@ pub fn score_matrix(
 /// Per query, its best (gallery index, score) pairs, best first.
 pub type Ranking = Vec<Vec<(usize, f32)>>;
 
-/// Ranking with banks in one call: the top `k` per query (as [`top_k_scored`]) and the
-/// penalties used (for [`breakdown`]). Same results as [`penalties`] then [`top_k_scored`] (up
-/// to last-bit rounding of cosines recomputed in a different block).
+/// Ranking with the sets as their own banks ([`penalties_sets`]) in one call: the top `k` per
+/// query (as [`top_k_scored`]) and the penalties used (for [`breakdown`]).
 ///
-/// When `query_bank` is the very `queries` view (all queries known at once), the gallery-side
-/// penalty comes from the same queries × gallery cosines the ranking needs, so this takes one
-/// pass instead of two: each query keeps its best `max(4k, 64)` candidates by cosine (memory
-/// O(queries × that), besides the usual block), and after the pass its corrected top-k among
-/// them is kept only if it provably beats every non-candidate: `score(c_m, r_q, min_g r_g)`,
-/// with `c_m` the worst candidate's cosine, bounds every non-candidate's score. The queries that
-/// fail the check (hub-heavy data has more of them) are re-ranked exactly in a second, blocked
-/// pass over just those queries. Otherwise (separate banks) it is the two-step path.
+/// The gallery-side penalty comes from the same queries × gallery cosines the ranking needs, so
+/// this takes one pass instead of two: each query keeps its best `max(4k, 64)` candidates by
+/// cosine (memory O(queries × that), besides the usual block), and after the pass its corrected
+/// top-k among them is kept only if it provably beats every non-candidate: `score(c_m, r_q,
+/// min_g r_g)`, with `c_m` the worst candidate's cosine, bounds every non-candidate's score. The
+/// queries that fail the check (hub-heavy data has more of them) are re-ranked exactly in a
+/// second, blocked pass over just those queries. Every cosine goes through the one float path, so
+/// the result is that of [`penalties_sets`] then [`top_k_scored`], bit for bit.
 ///
 /// Errors as [`penalties`]; panics only where [`top_k_scored`] would.
-pub fn rank(
+pub fn rank_sets(
     queries: ArrayView2<f32>,
     gallery: ArrayView2<f32>,
     k: usize,
     scoring: Scoring,
-    query_bank: ArrayView2<f32>,
-    gallery_bank: ArrayView2<f32>,
 ) -> Result<(Ranking, Penalties), String> {
-    let one_pass = scoring != Scoring::Cosine
-        && same_view(query_bank, queries)
-        && k.min(gallery.nrows()) > 0
-        && queries.nrows() > 0;
-    if !one_pass {
-        let p = penalties(scoring, queries, gallery, query_bank, gallery_bank)?;
+    if scoring == Scoring::Cosine || k.min(gallery.nrows()) == 0 || queries.nrows() == 0 {
+        let p = penalties_sets(scoring, queries, gallery)?;
         let top = top_k_scored(queries, gallery, k, scoring, &p);
         return Ok((top, p));
     }
-    let (top, p, _) = rank_one_pass(queries, gallery, k, scoring, gallery_bank, (4 * k).max(64))?;
+    let (top, p, _) = rank_one_pass(queries, gallery, k, scoring, (4 * k).max(64))?;
     Ok((top, p))
 }
 
-/// The one-pass path of [`rank`] with `m` candidates per query; also returns how many queries
-/// needed the exact second pass. Needs `query_bank == queries`, `k >= 1`, non-empty sets.
+/// The one-pass path of [`rank_sets`] with `m` candidates per query; also returns how many
+/// queries needed the exact second pass. Needs `k >= 1`, non-empty sets.
 fn rank_one_pass(
     queries: ArrayView2<f32>,
     gallery: ArrayView2<f32>,
     k: usize,
     scoring: Scoring,
-    gallery_bank: ArrayView2<f32>,
     m: usize,
 ) -> Result<(Ranking, Penalties, usize), String> {
     scoring.validate()?;
-    check_dims(&[
-        ("queries", queries.dim()),
-        ("gallery", gallery.dim()),
-        ("gallery bank", gallery_bank.dim()),
-    ])?;
+    check_dims(&[("queries", queries.dim()), ("gallery", gallery.dim())])?;
     let (nq, ng) = (queries.nrows(), gallery.nrows());
     let k = k.min(ng);
     let (gallery_stat, csls_k) = match scoring {
@@ -371,9 +370,8 @@ fn rank_one_pass(
         Scoring::InvertedSoftmax { beta } => (Stat::LogSumExp(beta), None),
         Scoring::Cosine => (Stat::MeanTopK(1), None), // not reached from `rank`
     };
-    // r_q from the candidates when its bank is the gallery itself (needs m >= its k).
-    let rq_from_candidates = csls_k.filter(|_| same_view(gallery_bank, gallery));
-    let m = m.max(k).max(rq_from_candidates.unwrap_or(0)).min(ng);
+    // r_q from the candidates: its bank is the gallery itself (needs m >= its k).
+    let m = m.max(k).max(csls_k.unwrap_or(0)).min(ng);
 
     let mut cands: Vec<Vec<(usize, f32)>> = Vec::with_capacity(nq);
     let mut acc = ColAcc::new(gallery_stat, ng);
@@ -388,8 +386,8 @@ fn rank_one_pass(
         acc.update(data, ng);
     }
     let gp = acc.finish();
-    let qp = match (csls_k, rq_from_candidates) {
-        (_, Some(kc)) => cands
+    let qp = match csls_k {
+        Some(kc) => cands
             .iter()
             .map(|c| {
                 let mut t = KBest::new(kc);
@@ -397,8 +395,7 @@ fn rank_one_pass(
                 t.mean()
             })
             .collect(),
-        (Some(kc), None) => item_stat(queries, gallery_bank, Stat::MeanTopK(kc)),
-        (None, _) => Array1::zeros(nq),
+        None => Array1::zeros(nq),
     };
     // Smallest gallery penalty: a non-candidate scores at most score(c_m, qp, min_gp).
     let gp_min = gp
@@ -521,7 +518,12 @@ enum Stat {
     LogSumExp(f32),
 }
 
-use super::rank::better;
+/// The order of every ranking: higher score first, then the lower gallery index (galleries are
+/// kept in id order, so this is the lower id: see the module docs of [`super`]).
+#[inline]
+pub fn better(a: (usize, f32), b: (usize, f32)) -> bool {
+    a.1 > b.1 || (a.1 == b.1 && a.0 < b.0)
+}
 
 /// The k best of one row after mapping each cosine through `f` (sorted insertion buffer; NaN →
 /// −∞). `k >= 1`.
@@ -552,14 +554,10 @@ pub(crate) fn select_pairs(
     best
 }
 
-/// `a · bᵀ` in standard (row-major) layout.
+/// `a · bᵀ` in standard (row-major) layout, every entry through the one fixed float path
+/// ([`crate::kernel`]): the same pair gets the same bits in any block and any command.
 fn cosines(a: ArrayView2<f32>, b: ArrayView2<f32>) -> Array2<f32> {
-    let m = a.dot(&b.t());
-    if m.is_standard_layout() {
-        m
-    } else {
-        m.as_standard_layout().into_owned()
-    }
+    crate::kernel::dots(a, b)
 }
 
 fn row_major(m: &Array2<f32>) -> &[f32] {
@@ -611,34 +609,22 @@ fn check_dims(named: &[(&str, (usize, usize))]) -> Result<(), String> {
     Ok(())
 }
 
-fn same_view(a: ArrayView2<f32>, b: ArrayView2<f32>) -> bool {
-    a.as_ptr() == b.as_ptr() && a.dim() == b.dim() && a.strides() == b.strides()
-}
-
-/// The statistic of every row of `items` over its similarities to all of `bank`. Blocks the
-/// larger side, so memory is `BLOCK × min(items, bank)` similarities.
+/// The statistic of every row of `items` over its similarities to all of `bank`: each item's
+/// value comes from its own full row of similarities, in bank order, so it does not depend on
+/// which other items are scored with it (one gallery image gets the same penalty in `serve` and in
+/// `rank`). Memory: `BLOCK × bank` similarities.
 fn item_stat(items: ArrayView2<f32>, bank: ArrayView2<f32>, stat: Stat) -> Array1<f32> {
     let (n, m) = (items.nrows(), bank.nrows());
     if n == 0 || m == 0 {
         return Array1::zeros(n);
     }
-    if n >= m {
-        let mut out = Vec::with_capacity(n);
-        for start in (0..n).step_by(BLOCK) {
-            let end = (start + BLOCK).min(n);
-            let block = cosines(items.slice(s![start..end, ..]), bank);
-            out.extend(row_stats(row_major(&block), m, stat));
-        }
-        Array1::from(out)
-    } else {
-        let mut acc = ColAcc::new(stat, n);
-        for start in (0..m).step_by(BLOCK) {
-            let end = (start + BLOCK).min(m);
-            let block = cosines(bank.slice(s![start..end, ..]), items);
-            acc.update(row_major(&block), n);
-        }
-        acc.finish()
+    let mut out = Vec::with_capacity(n);
+    for start in (0..n).step_by(BLOCK) {
+        let end = (start + BLOCK).min(n);
+        let block = cosines(items.slice(s![start..end, ..]), bank);
+        out.extend(row_stats(row_major(&block), m, stat));
     }
+    Array1::from(out)
 }
 
 /// Both CSLS-style sides from one pass over queries × gallery (banks = the sets themselves):
@@ -854,6 +840,25 @@ mod tests {
     use super::*;
     use approx::assert_abs_diff_eq;
     use ndarray::{array, Array2};
+
+    /// The two ways of ranking this module offers, chosen as the scorer does: the sets as their
+    /// own banks ([`rank_sets`]), or separate banks ([`penalties`] then [`top_k_scored`]).
+    fn rank(
+        q: ArrayView2<f32>,
+        g: ArrayView2<f32>,
+        k: usize,
+        scoring: Scoring,
+        qb: ArrayView2<f32>,
+        gb: ArrayView2<f32>,
+    ) -> Result<(Ranking, Penalties), String> {
+        let same =
+            |a: ArrayView2<f32>, b: ArrayView2<f32>| a.as_ptr() == b.as_ptr() && a.dim() == b.dim();
+        if same(qb, q) && same(gb, g) {
+            return rank_sets(q, g, k, scoring);
+        }
+        let p = penalties(scoring, q, g, qb, gb)?;
+        Ok((top_k_scored(q, g, k, scoring, &p), p))
+    }
 
     /// Random unit rows from a 64-bit LCG (uniform in the cube, then normalised).
     fn unit_rows(n: usize, d: usize, seed: u64) -> Array2<f32> {
@@ -1270,7 +1275,24 @@ mod tests {
                     }
                 }
                 if scoring == Scoring::Cosine && bi == 0 {
-                    let want = crate::retrieval::rank::top_k(q.view(), g.view(), 10);
+                    // Plain cosine top-k is a full sort of each row under `better`.
+                    let cos = cosines(q.view(), g.view());
+                    let want: Ranking = cos
+                        .rows()
+                        .into_iter()
+                        .map(|r| {
+                            let mut v: Vec<(usize, f32)> = r.iter().copied().enumerate().collect();
+                            v.sort_by(|&a, &b| {
+                                if better(a, b) {
+                                    std::cmp::Ordering::Less
+                                } else {
+                                    std::cmp::Ordering::Greater
+                                }
+                            });
+                            v.truncate(10);
+                            v
+                        })
+                        .collect();
                     assert_eq!(top_k_scored(q.view(), g.view(), 10, scoring, &p), want);
                 }
             }
@@ -1291,8 +1313,7 @@ mod tests {
             let dense = score_matrix(q.view(), g.view(), scoring, &p);
             let mut redos = Vec::new();
             for m in [5, 64, 900] {
-                let (top, pr, redo) =
-                    rank_one_pass(q.view(), g.view(), 5, scoring, g.view(), m).unwrap();
+                let (top, pr, redo) = rank_one_pass(q.view(), g.view(), 5, scoring, m).unwrap();
                 // Re-ranked queries go through another GEMM: equal up to last-bit rounding.
                 assert_top_k_matches(&top, &dense, 5);
                 assert_all_close(&pr.query, &p.query, 1e-5);

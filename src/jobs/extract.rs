@@ -1,0 +1,62 @@
+//! `extract`: compute (or find in the cache) the image features of an id list, optionally one
+//! shard of it, so several machines can share the work.
+use crate::data::{self, Skip};
+use crate::error::Result;
+use crate::features::image::{
+    self, ExtractOptions, ExtractStats, FeatureSpec, ImageFeatureConfig, Shard,
+};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone)]
+pub struct ExtractJob {
+    /// Pairs CSV (image_id,caption) or id list (image_id).
+    pub list: PathBuf,
+    pub images: PathBuf,
+    pub shard: Option<Shard>,
+    pub config: ImageFeatureConfig,
+    pub extract: ExtractOptions,
+}
+
+#[derive(Debug)]
+pub struct ExtractOutput {
+    pub spec: FeatureSpec,
+    /// Ids of this run (of the shard, with one).
+    pub ids: usize,
+    pub stats: Option<ExtractStats>,
+    pub skipped: Vec<Skip>,
+}
+
+/// Extract the distinct ids of `job.list` (each checked as every command checks image ids).
+/// A shard holding no id is not an error (`stats` is `None`); no usable image at all is.
+pub fn extract(job: &ExtractJob) -> Result<ExtractOutput> {
+    let (ids, rows) = data::read_image_ids(&job.list)?;
+    let spec = job.config.resolve(job.extract.weights.as_deref())?;
+    let (ids, rows): (Vec<String>, Vec<usize>) = match &job.shard {
+        None => (ids, rows),
+        Some(sh) => ids
+            .into_iter()
+            .zip(rows)
+            .filter(|(id, _)| sh.contains(id))
+            .unzip(),
+    };
+    if ids.is_empty() {
+        return Ok(ExtractOutput {
+            spec,
+            ids: 0,
+            stats: None,
+            skipped: Vec::new(),
+        });
+    }
+    let mut f = image::extract(&ids, &job.images, &spec, &job.extract)?;
+    f.relabel_skips(&job.list, Some(&rows));
+    if f.stats.skipped == f.stats.requested {
+        let what = format!("images of {}", job.list.display());
+        return Err(f.nothing_usable(&job.images, &what));
+    }
+    Ok(ExtractOutput {
+        spec,
+        ids: ids.len(),
+        stats: Some(f.stats),
+        skipped: f.skipped,
+    })
+}

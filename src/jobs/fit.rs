@@ -1,0 +1,253 @@
+//! `fit`: features of training pairs → PCA/CCA projection → a model.
+use crate::data::{self, Skip};
+use crate::error::{Error, Result};
+use crate::features::image::{self, ExtractOptions, ExtractStats, FeatureSpec, ImageFeatureConfig};
+use crate::features::text::{OovReport, TextEncoder, TextFeatureConfig};
+use crate::model::{Model, ModelConfig, TrainBanks, TrainFile, TrainInfo, WordVectorsInfo, FORMAT};
+use crate::projection::ProjectionParams;
+use finalfusion::vocab::Vocab;
+use ndarray::{Array2, Axis};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Features of the images of some pairs files, and which pairs survive.
+pub(crate) struct PairsFeatures {
+    /// One row per distinct usable image (`image_keys` gives (folder index, id)).
+    pub(crate) images: Array2<f32>,
+    pub(crate) image_keys: Vec<(usize, String)>,
+    pub(crate) captions: Vec<String>,
+    /// (pairs file, 1-based row) of each caption, for skip reports.
+    pub(crate) caption_rows: Vec<(String, usize)>,
+    pub(crate) owner: Vec<usize>,
+    pub(crate) skipped: Vec<Skip>,
+    pub(crate) extract: Vec<ExtractStats>,
+}
+
+pub(crate) fn load_pairs_features(
+    sets: &[(PathBuf, PathBuf)],
+    spec: &FeatureSpec,
+    ex: &ExtractOptions,
+) -> Result<PairsFeatures> {
+    let mut images: Vec<Array2<f32>> = Vec::new();
+    let mut image_keys = Vec::new();
+    let mut captions = Vec::new();
+    let mut caption_rows = Vec::new();
+    let mut owner = Vec::new();
+    let mut skipped = Vec::new();
+    let mut extract = Vec::new();
+    for (si, (csv, dir)) in sets.iter().enumerate() {
+        let p = data::read_pairs(csv)?;
+        if p.encoding == data::Encoding::Gbk {
+            eprintln!("note: {} decoded as GBK", csv.display());
+        }
+        if p.pairs.is_empty() {
+            return Err(Error::file(
+                csv,
+                format!(
+                    "no usable pair (image_id,caption) in the file ({} rows skipped)",
+                    p.skipped.len()
+                ),
+            ));
+        }
+        skipped.extend(p.skipped);
+        let (ids, pair_image) = data::group_images(&p.pairs);
+        let f = image::extract(&ids, dir, spec, ex)?;
+        if f.ok.iter().all(|&ok| !ok) {
+            return Err(f.nothing_usable(dir, &format!("images of {}", csv.display())));
+        }
+        let mut row_of: HashMap<usize, usize> = HashMap::new();
+        let base = image_keys.len();
+        let mut keep = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            if f.ok[i] {
+                row_of.insert(i, base + keep.len());
+                keep.push(i);
+                image_keys.push((si, id.clone()));
+            }
+        }
+        images.push(f.features.select(Axis(0), &keep));
+        let failed: HashMap<&str, &Skip> = f.skipped.iter().map(|s| (s.id.as_str(), s)).collect();
+        for (pair, &img) in p.pairs.iter().zip(&pair_image) {
+            match row_of.get(&img) {
+                Some(&r) => {
+                    captions.push(pair.caption.clone());
+                    caption_rows.push((csv.display().to_string(), pair.row));
+                    owner.push(r);
+                }
+                None => skipped.push(Skip {
+                    file: csv.display().to_string(),
+                    row: pair.row,
+                    id: pair.image_id.clone(),
+                    reason: format!(
+                        "image unusable: {}",
+                        failed
+                            .get(pair.image_id.as_str())
+                            .map(|s| s.reason.as_str())
+                            .unwrap_or("?")
+                    ),
+                }),
+            }
+        }
+        extract.push(f.stats);
+    }
+    let views: Vec<_> = images.iter().map(|a| a.view()).collect();
+    let images = ndarray::concatenate(Axis(0), &views).map_err(|e| Error::Model(e.to_string()))?;
+    Ok(PairsFeatures {
+        images,
+        image_keys,
+        captions,
+        caption_rows,
+        owner,
+        skipped,
+        extract,
+    })
+}
+
+#[derive(Debug, Clone)]
+pub struct FitOptions {
+    /// (pairs CSV, image folder) per training set.
+    pub sets: Vec<(PathBuf, PathBuf)>,
+    pub image: ImageFeatureConfig,
+    pub text: TextFeatureConfig,
+    pub projection: ProjectionParams,
+    /// Extraction settings, including the backbone's weights file (`weights`).
+    pub extract: ExtractOptions,
+    pub vectors: Option<PathBuf>,
+    /// The second vector set's file (used when `text.second` is set; default models/cnsyn.vector).
+    pub vectors2: Option<PathBuf>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct FitReport {
+    pub pairs_used: usize,
+    pub images_used: usize,
+    pub skipped: Vec<Skip>,
+    pub extract: Vec<ExtractStats>,
+    pub oov: OovReport,
+    pub correlations: Vec<f64>,
+    pub fit_seconds: f64,
+}
+
+pub fn fit(opts: &FitOptions) -> Result<(Model, FitReport)> {
+    if opts.sets.is_empty() {
+        return Err(Error::Param("no training pairs file given".into()));
+    }
+    let spec = opts.image.resolve(opts.extract.weights.as_deref())?;
+    let mut enc = TextEncoder::load_with(
+        opts.text.clone(),
+        opts.vectors.as_deref(),
+        opts.vectors2.as_deref(),
+    )?;
+    let pf = load_pairs_features(&opts.sets, &spec, &opts.extract)?;
+    enc.fit_stats(&pf.captions);
+    let (texts, oov) = enc.features(&pf.captions);
+    // Captions with no known token carry no signal: leave them out of the fit, and say so.
+    let mut skipped = pf.skipped;
+    let keep: Vec<usize> = (0..texts.nrows())
+        .filter(|&i| {
+            let z = texts.row(i).iter().all(|&v| v == 0.0);
+            if z {
+                let (file, row) = pf.caption_rows[i].clone();
+                skipped.push(Skip {
+                    file,
+                    row,
+                    id: pf.image_keys[pf.owner[i]].1.clone(),
+                    reason: format!("caption has no known token: {}", pf.captions[i]),
+                });
+            }
+            !z
+        })
+        .collect();
+    if keep.len() < 2 {
+        return Err(Error::Param(format!(
+            "only {} of {} training captions have a known token (fitting needs at least 2); \
+             {} pairs were skipped — see --skip-list",
+            keep.len(),
+            texts.nrows(),
+            skipped.len()
+        )));
+    }
+    let texts = texts.select(Axis(0), &keep);
+    let owner: Vec<usize> = keep.iter().map(|&i| pf.owner[i]).collect();
+    let t0 = Instant::now();
+    let projection = opts
+        .projection
+        .fit(pf.images.view(), &owner, texts.view())?;
+    let fit_seconds = t0.elapsed().as_secs_f64();
+    let banks = TrainBanks::sample(
+        projection.project_images(pf.images.view()),
+        projection.project_texts(texts.view()),
+    );
+    let info = |path: &Path, sha: &str, vocab: usize, dim: usize| -> Result<WordVectorsInfo> {
+        Ok(WordVectorsInfo {
+            file: path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
+            sha256: sha.to_string(),
+            size_bytes: std::fs::metadata(path)
+                .map_err(|e| Error::io(path, e))?
+                .len(),
+            vocab,
+            dim,
+        })
+    };
+    let word_vectors = info(
+        &enc.vectors_path,
+        &enc.vectors_sha256,
+        enc.vocab_len(),
+        enc.dim(),
+    )?;
+    let word_vectors2 = match &enc.second {
+        Some((e, p, sha)) => Some(info(p, sha, e.vocab().words_len(), e.dims())?),
+        None => None,
+    };
+    let files = opts
+        .sets
+        .iter()
+        .map(|(csv, dir)| {
+            Ok(TrainFile {
+                pairs: csv.display().to_string(),
+                pairs_sha256: crate::assets::sha256_file(csv)?,
+                images: dir.display().to_string(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let config = ModelConfig {
+        format: FORMAT,
+        image: spec,
+        text: opts.text.clone(),
+        projection: opts.projection.clone(),
+        word_vectors,
+        word_vectors2,
+        train: TrainInfo {
+            files,
+            pairs_used: owner.len(),
+            images_used: pf.images.nrows(),
+            pairs_skipped: skipped.len(),
+            oov: oov.clone(),
+            correlations: projection.correlations.clone(),
+            fit_seconds,
+        },
+    };
+    let report = FitReport {
+        pairs_used: owner.len(),
+        images_used: pf.images.nrows(),
+        skipped,
+        extract: pf.extract,
+        oov,
+        correlations: projection.correlations.clone(),
+        fit_seconds,
+    };
+    Ok((
+        Model {
+            config,
+            projection,
+            word_stats: enc.stats().clone(),
+            banks: Some(banks),
+        },
+        report,
+    ))
+}
