@@ -1,15 +1,12 @@
 //! tuwen command line: flags → library options ([`cli`]), one library job per command, and the
 //! printing of what it did.
 mod cli;
+mod show;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use cli::{Cli, Cmd};
-use std::path::Path;
-use tuwen::data::Skip;
-use tuwen::jobs::{self, rank::RankOutput};
-use tuwen::outputs::csv as out_csv;
-use tuwen::retrieval::score::Scoring;
+use tuwen::jobs;
 use tuwen::retrieval::Bank;
 
 fn main() -> Result<()> {
@@ -35,7 +32,7 @@ fn main() -> Result<()> {
                 st.requested, st.computed, st.images_per_second, st.from_cache, st.skipped,
                 st.seconds, out.spec.dim(), out.spec.cache_key()
             );
-            report_skips(&out.skipped, c.run.skip_list.as_deref())
+            show::skips(&out.skipped, c.run.skip_list.as_deref())
         }
         Cmd::Fit(c) => {
             let (model, rep) = jobs::fit::fit(&c.options()?)?;
@@ -63,7 +60,7 @@ fn main() -> Result<()> {
                 top.join(" "),
                 c.out.display()
             );
-            report_skips(&rep.skipped, c.run.skip_list.as_deref())
+            show::skips(&rep.skipped, c.run.skip_list.as_deref())
         }
         Cmd::Eval(c) => {
             let emb = c.model.embedder(&c.run)?;
@@ -88,7 +85,7 @@ fn main() -> Result<()> {
                 }
                 println!("mean recall {:.1}", r.mean_recall());
             }
-            report_skips(&out.skipped, c.run.skip_list.as_deref())
+            show::skips(&out.skipped, c.run.skip_list.as_deref())
         }
         Cmd::Rank(c) => {
             let todo = c.jobs()?;
@@ -108,7 +105,7 @@ fn main() -> Result<()> {
                 );
                 outs.push(r);
             }
-            report_rank_skips(outs, c.run.skip_list.as_deref())
+            show::rank_skips(outs, c.run.skip_list.as_deref())
         }
         Cmd::Report(c) => {
             let emb = c.model.embedder(&c.run)?;
@@ -123,7 +120,7 @@ fn main() -> Result<()> {
                 );
             }
             println!("report: {}", c.out.display());
-            report_rank_skips(outs, c.run.skip_list.as_deref())
+            show::rank_skips(outs, c.run.skip_list.as_deref())
         }
         Cmd::Demo(c) => {
             let out = jobs::demo::demo(&c.options(), &mut |line| println!("{line}"))?;
@@ -148,7 +145,7 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Explain(c) => explain(c),
+        Cmd::Explain(c) => show::explain(c),
         Cmd::Export(c) => {
             let emb = c.model.embedder(&c.run)?;
             let (_, out) = jobs::export::export(&emb, &c.options()?)?;
@@ -174,7 +171,7 @@ fn main() -> Result<()> {
             }
             let mut skips = out.failed_images;
             skips.extend(out.empty_captions);
-            report_skips(&skips, c.run.skip_list.as_deref())
+            show::skips(&skips, c.run.skip_list.as_deref())
         }
         Cmd::Serve(c) => {
             if c.score.bank == Some(cli::BankArg::Sets) {
@@ -209,108 +206,4 @@ fn main() -> Result<()> {
             Ok(())
         }
     }
-}
-
-/// Say what was skipped (counts by reason, a few examples) and write the full list if asked.
-fn report_skips(skips: &[Skip], list: Option<&Path>) -> Result<()> {
-    if skips.is_empty() {
-        return Ok(());
-    }
-    let mut reasons: std::collections::BTreeMap<String, usize> = Default::default();
-    for s in skips {
-        let key = s.reason.split(':').next().unwrap_or("").to_string();
-        *reasons.entry(key).or_default() += 1;
-    }
-    eprintln!("skipped {} rows/files:", skips.len());
-    for (r, n) in reasons {
-        eprintln!("  {n:>6}  {r}");
-    }
-    for s in skips.iter().take(5) {
-        eprintln!("  e.g. {} row {} `{}`: {}", s.file, s.row, s.id, s.reason);
-    }
-    if let Some(p) = list {
-        out_csv::write_skips(p, skips)?;
-        eprintln!("skip list written to {}", p.display());
-    } else {
-        eprintln!("  (--skip-list FILE writes them all)");
-    }
-    Ok(())
-}
-
-/// The notes and skips of ranking jobs (`rank`, `report`).
-fn report_rank_skips(outs: Vec<RankOutput>, list: Option<&Path>) -> Result<()> {
-    let mut skips = Vec::new();
-    for r in outs {
-        for n in r.failure_notes() {
-            eprintln!("{n}");
-        }
-        skips.extend(r.failed_queries);
-        skips.extend(r.failed_gallery);
-        skips.extend(r.empty_captions);
-    }
-    report_skips(&skips, list)
-}
-
-fn explain(c: cli::ExplainCmd) -> Result<()> {
-    let emb = c.model.embedder(&c.run)?;
-    let opts = c.score.options(Bank::Train);
-    let scorer = emb.scorer(opts)?;
-    let e = jobs::explain::explain_files(&emb, &scorer, &c.caption, &c.image, c.query.into())?;
-    if c.json {
-        println!("{}", serde_json::to_string(&e)?);
-        return Ok(());
-    }
-    let x = &e.cosine;
-    println!("score {:.4} ({})", e.score, opts.describe());
-    if e.scoring != Scoring::Cosine {
-        println!(
-            "  = {:.1} × cosine {:.4} − query penalty {:.4} − gallery penalty {:.4} (correction {:+.4})",
-            e.scale, x.cosine, e.query_penalty, e.gallery_penalty, e.correction()
-        );
-    }
-    println!(
-        "cosine {:.4} = Σ {} terms {:+.4} + offset {:+.4} (centring)",
-        x.cosine,
-        x.terms.len(),
-        x.total() - x.offset,
-        x.offset
-    );
-    let n = if c.top == 0 {
-        x.terms.len()
-    } else {
-        c.top.min(x.terms.len())
-    };
-    println!("  contribution  kind    term");
-    for t in &x.terms[..n] {
-        let note = if t.oov {
-            "  (out of vocabulary)"
-        } else if t.via_chars {
-            "  (via its characters)"
-        } else {
-            ""
-        };
-        println!(
-            "  {:+12.5}  {:<6}  {}{note}",
-            t.contribution,
-            t.kind.name(),
-            t.text
-        );
-    }
-    if n < x.terms.len() {
-        let rest: f32 = x.terms[n..].iter().map(|t| t.contribution).sum();
-        println!("  {rest:+12.5}  (the other {} terms)", x.terms.len() - n);
-    }
-    let oov: Vec<&str> = x
-        .terms
-        .iter()
-        .filter(|t| t.oov)
-        .map(|t| t.text.as_str())
-        .collect();
-    if !oov.is_empty() {
-        println!(
-            "out of vocabulary (no word-vector part; their characters may still count in the bag): {}",
-            oov.join(" ")
-        );
-    }
-    Ok(())
 }

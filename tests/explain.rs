@@ -9,8 +9,8 @@ use tuwen::embed::{Embedder, VectorFiles};
 use tuwen::explain::{self, TermKind};
 use tuwen::features::image::{self, BackboneKind, ExtractOptions, ImageFeatureConfig, Pooling};
 use tuwen::features::text::{BagConfig, SecondVectors, TextFeatureConfig, Weighting};
-use tuwen::model::Model;
 use tuwen::jobs::explain::explain_files;
+use tuwen::model::Model;
 use tuwen::retrieval::score::Scoring;
 use tuwen::retrieval::{Bank, Direction, ScoreOptions};
 
@@ -210,8 +210,7 @@ fn explanations_add_up_to_the_ranked_cosine_and_score() {
         let f = image::extract(std::slice::from_ref(&id), &data.images, &spec, &e).unwrap();
         let caption = "一个红色的圆形";
         let base = explain::explain_pair(&emb, caption, f.features.row(0)).unwrap();
-        let more =
-            explain::explain_pair(&emb, "一个红色的圆形 ꙮꙮ", f.features.row(0)).unwrap();
+        let more = explain::explain_pair(&emb, "一个红色的圆形 ꙮꙮ", f.features.row(0)).unwrap();
         assert!((base.cosine - more.cosine).abs() < 1e-6);
         // (jieba may cut it into one token or two.)
         let unknown: Vec<_> = more.terms.iter().filter(|t| t.text.contains('ꙮ')).collect();

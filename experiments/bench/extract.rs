@@ -22,7 +22,9 @@ fn main() {
     let dir = PathBuf::from(opt("--images").expect("--images DIR"));
     let list = opt("--ids").expect("--ids LIST");
     let out = PathBuf::from(opt("--out").expect("--out FILE"));
-    let backbone = opt("--backbone").unwrap_or("vgg19".into()).parse::<BackboneKind>()
+    let backbone = opt("--backbone")
+        .unwrap_or("vgg19".into())
+        .parse::<BackboneKind>()
         .expect("a backbone name");
     let n_forward: usize = opt("--forward-images").map_or(32, |v| v.parse().unwrap());
     let ids: Vec<String> = std::fs::read_to_string(&list)

@@ -38,9 +38,14 @@ fn main() {
     let (nq, ng, d) = (q.nrows(), g.nrows(), q.ncols());
     let before = common::peak_rss_mib();
     let t = std::time::Instant::now();
-    let top = tuwen::retrieval::score::rank_sets(q.view(), g.view(), 5, tuwen::retrieval::score::Scoring::Cosine)
-        .expect("valid scoring")
-        .0;
+    let top = tuwen::retrieval::score::rank_sets(
+        q.view(),
+        g.view(),
+        5,
+        tuwen::retrieval::score::Scoring::Cosine,
+    )
+    .expect("valid scoring")
+    .0;
     let secs = t.elapsed().as_secs_f64();
     assert_eq!(top.len(), nq);
     if let Some(out) = opt("--out") {

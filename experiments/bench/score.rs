@@ -59,9 +59,8 @@ fn main() {
         Scoring::Csls { k: 10 },
         Scoring::InvertedSoftmax { beta: 10.0 },
     ] {
-        let (secs, (top, _)) = best_of_3(|| {
-            score::rank_sets(q.view(), g.view(), 5, s).expect("valid scoring")
-        });
+        let (secs, (top, _)) =
+            best_of_3(|| score::rank_sets(q.view(), g.view(), 5, s).expect("valid scoring"));
         let changed = top
             .iter()
             .zip(&cos_top)

@@ -34,6 +34,22 @@ use ndarray::{s, Array1, Array2, ArrayView2, Axis, Zip};
 use rayon::prelude::*;
 use std::fmt;
 
+#[derive(Debug, thiserror::Error)]
+pub enum ScoreError {
+    /// Bad scoring parameters or vectors of different dimensions.
+    #[error("invalid scoring: {0}")]
+    Invalid(String),
+    #[error("this model stores no training banks; use --bank sets or refit")]
+    NoTrainBanks,
+    #[error(
+        "{0} compares items with a bank, and one query alone has no sets to rank: use the \
+         model's training items (--bank train) or plain cosine (--score cosine)"
+    )]
+    NoSets(Scoring),
+    #[error("gallery ids: {0}")]
+    Gallery(String),
+}
+
 /// Rows per block: 512 × 50,000 f32 similarities = 100 MB, the one large buffer.
 pub const BLOCK: usize = 512;
 
@@ -64,18 +80,20 @@ impl Scoring {
     }
 
     /// `Ok` when the parameters make sense: `k >= 1`, `beta` finite and positive.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ScoreError> {
         match *self {
             Scoring::Cosine => Ok(()),
-            Scoring::Csls { k: 0 } => Err("csls: k must be at least 1".into()),
-            Scoring::Csls { k } if k > MAX_CSLS_K => Err(format!(
+            Scoring::Csls { k: 0 } => Err(ScoreError::Invalid("csls: k must be at least 1".into())),
+            Scoring::Csls { k } if k > MAX_CSLS_K => Err(ScoreError::Invalid(format!(
                 "csls: k = {k} is above {MAX_CSLS_K} (r is a local mean over the nearest few; \
                  10 is usual)"
-            )),
+            ))),
             Scoring::Csls { .. } => Ok(()),
-            Scoring::InvertedSoftmax { beta } if !(beta > 0.0 && beta <= MAX_BETA) => Err(format!(
-                "inverted-softmax: beta must be in (0, {MAX_BETA}], got {beta}"
-            )),
+            Scoring::InvertedSoftmax { beta } if !(beta > 0.0 && beta <= MAX_BETA) => {
+                Err(ScoreError::Invalid(format!(
+                    "inverted-softmax: beta must be in (0, {MAX_BETA}], got {beta}"
+                )))
+            }
             Scoring::InvertedSoftmax { .. } => Ok(()),
         }
     }
@@ -190,7 +208,7 @@ pub fn penalties(
     gallery: ArrayView2<f32>,
     query_bank: ArrayView2<f32>,
     gallery_bank: ArrayView2<f32>,
-) -> Result<Penalties, String> {
+) -> Result<Penalties, ScoreError> {
     scoring.validate()?;
     check_dims(&[
         ("queries", queries.dim()),
@@ -212,7 +230,7 @@ pub fn penalties_sets(
     scoring: Scoring,
     queries: ArrayView2<f32>,
     gallery: ArrayView2<f32>,
-) -> Result<Penalties, String> {
+) -> Result<Penalties, ScoreError> {
     scoring.validate()?;
     check_dims(&[("queries", queries.dim()), ("gallery", gallery.dim())])?;
     Ok(match scoring {
@@ -230,7 +248,7 @@ pub fn query_penalties(
     scoring: Scoring,
     queries: ArrayView2<f32>,
     gallery_bank: ArrayView2<f32>,
-) -> Result<Array1<f32>, String> {
+) -> Result<Array1<f32>, ScoreError> {
     scoring.validate()?;
     check_dims(&[
         ("queries", queries.dim()),
@@ -249,7 +267,7 @@ pub fn gallery_penalties(
     scoring: Scoring,
     gallery: ArrayView2<f32>,
     query_bank: ArrayView2<f32>,
-) -> Result<Array1<f32>, String> {
+) -> Result<Array1<f32>, ScoreError> {
     scoring.validate()?;
     check_dims(&[("gallery", gallery.dim()), ("query bank", query_bank.dim())])?;
     Ok(match scoring {
@@ -342,7 +360,7 @@ pub fn rank_sets(
     gallery: ArrayView2<f32>,
     k: usize,
     scoring: Scoring,
-) -> Result<(Ranking, Penalties), String> {
+) -> Result<(Ranking, Penalties), ScoreError> {
     if scoring == Scoring::Cosine || k.min(gallery.nrows()) == 0 || queries.nrows() == 0 {
         let p = penalties_sets(scoring, queries, gallery)?;
         let top = top_k_scored(queries, gallery, k, scoring, &p);
@@ -360,7 +378,7 @@ fn rank_one_pass(
     k: usize,
     scoring: Scoring,
     m: usize,
-) -> Result<(Ranking, Penalties, usize), String> {
+) -> Result<(Ranking, Penalties, usize), ScoreError> {
     scoring.validate()?;
     check_dims(&[("queries", queries.dim()), ("gallery", gallery.dim())])?;
     let (nq, ng) = (queries.nrows(), gallery.nrows());
@@ -459,7 +477,7 @@ pub struct BothWays {
 /// column over the rows, `col_queries` each row over the columns. Use `row_queries` for the
 /// row→column numbers and `col_queries` for the column→row ones (e.g. two calls of a metric that
 /// reads rows for one direction and columns for the other). Empty input gives empty matrices.
-pub fn both_ways(cos: ArrayView2<f32>, scoring: Scoring) -> Result<BothWays, String> {
+pub fn both_ways(cos: ArrayView2<f32>, scoring: Scoring) -> Result<BothWays, ScoreError> {
     scoring.validate()?;
     let (nr, nc) = cos.dim();
     let mut row_queries = cos.to_owned();
@@ -590,7 +608,7 @@ fn check_penalties(scoring: Scoring, p: &Penalties, nq: usize, ng: usize) {
 }
 
 /// All non-empty inputs must have the same row length (empty ones may have any).
-fn check_dims(named: &[(&str, (usize, usize))]) -> Result<(), String> {
+fn check_dims(named: &[(&str, (usize, usize))]) -> Result<(), ScoreError> {
     let mut dim: Option<(&str, usize)> = None;
     for &(name, (rows, cols)) in named {
         if rows == 0 {
@@ -599,9 +617,9 @@ fn check_dims(named: &[(&str, (usize, usize))]) -> Result<(), String> {
         match dim {
             None => dim = Some((name, cols)),
             Some((first, d)) if d != cols => {
-                return Err(format!(
+                return Err(ScoreError::Invalid(format!(
                     "{first} rows have {d} dimensions but {name} rows have {cols}"
-                ))
+                )))
             }
             Some(_) => {}
         }
@@ -850,7 +868,7 @@ mod tests {
         scoring: Scoring,
         qb: ArrayView2<f32>,
         gb: ArrayView2<f32>,
-    ) -> Result<(Ranking, Penalties), String> {
+    ) -> Result<(Ranking, Penalties), ScoreError> {
         let same =
             |a: ArrayView2<f32>, b: ArrayView2<f32>| a.as_ptr() == b.as_ptr() && a.dim() == b.dim();
         if same(qb, q) && same(gb, g) {

@@ -8,26 +8,11 @@
 //!   query of a search request: the same float path either way, see [`crate::kernel`]);
 //! * [`Scorer::eval_matrices`] gives the full score matrices of held-out evaluation;
 //! * [`Scorer::breakdown`] splits one pair's score into cosine and correction, for explanations.
+pub use super::score::ScoreError;
 use super::score::{self, Breakdown, Penalties, Ranking, Scoring};
 use super::Direction;
 use crate::kernel;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
-
-#[derive(Debug, thiserror::Error)]
-pub enum ScoreError {
-    /// Bad scoring parameters or vectors of different dimensions.
-    #[error("invalid scoring: {0}")]
-    Invalid(String),
-    #[error("this model stores no training banks; use --bank sets or refit")]
-    NoTrainBanks,
-    #[error(
-        "{0} compares items with a bank, and one query alone has no sets to rank: use the \
-         model's training items (--bank train) or plain cosine (--score cosine)"
-    )]
-    NoSets(Scoring),
-    #[error("gallery ids: {0}")]
-    Gallery(String),
-}
 
 /// Which items the hubness correction compares each item with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -175,7 +160,7 @@ impl Scorer {
     /// Check the options against what they need: valid parameters, and training banks for
     /// `Bank::Train` (from the model, `banks`).
     pub fn new(options: ScoreOptions, banks: Option<&TrainBanks>) -> Result<Scorer, ScoreError> {
-        options.scoring.validate().map_err(ScoreError::Invalid)?;
+        options.scoring.validate()?;
         let needs_banks = options.scoring != Scoring::Cosine && options.bank == Bank::Train;
         let banks = match (needs_banks, banks) {
             (false, _) => None,
@@ -253,8 +238,7 @@ impl Scorer {
                 self.options.scoring,
                 vectors.view(),
                 b.of(direction.queries_are_texts()),
-            )
-            .map_err(ScoreError::Invalid)?,
+            )?,
             None => Array1::zeros(0),
         };
         Ok(Gallery {
@@ -288,13 +272,12 @@ impl Scorer {
                         s,
                         queries,
                         b.of(!gallery.direction.queries_are_texts()),
-                    )
-                    .map_err(ScoreError::Invalid)?,
+                    )?,
                     gallery: gallery.penalties.clone(),
                 };
                 Ok((score::top_k_scored(queries, g, k, s, &p), p))
             }
-            (None, _) => score::rank_sets(queries, g, k, s).map_err(ScoreError::Invalid),
+            (None, _) => score::rank_sets(queries, g, k, s),
         }
     }
 
@@ -329,9 +312,8 @@ impl Scorer {
                 let texts = direction.queries_are_texts();
                 let q = query.insert_axis(Axis(0));
                 let g = item.insert_axis(Axis(0));
-                let qp = score::query_penalties(s, q, b.of(!texts)).map_err(ScoreError::Invalid)?;
-                let gp =
-                    score::gallery_penalties(s, g, b.of(texts)).map_err(ScoreError::Invalid)?;
+                let qp = score::query_penalties(s, q, b.of(!texts))?;
+                let gp = score::gallery_penalties(s, g, b.of(texts))?;
                 (qp[0], gp[0])
             }
             (None, _) => return Err(ScoreError::NoSets(s)),
@@ -352,16 +334,14 @@ impl Scorer {
         match (&self.banks, s) {
             (_, Scoring::Cosine) => Ok((cos.clone(), cos)),
             (Some(b), _) => {
-                let p = score::penalties(s, texts, images, b.texts.view(), b.images.view())
-                    .map_err(ScoreError::Invalid)?;
+                let p = score::penalties(s, texts, images, b.texts.view(), b.images.view())?;
                 let t2i = score::score_matrix(texts, images, s, &p);
-                let p = score::penalties(s, images, texts, b.images.view(), b.texts.view())
-                    .map_err(ScoreError::Invalid)?;
+                let p = score::penalties(s, images, texts, b.images.view(), b.texts.view())?;
                 let i2t = score::score_matrix(images, texts, s, &p).reversed_axes();
                 Ok((t2i, i2t))
             }
             (None, _) => {
-                let b = score::both_ways(cos.view(), s).map_err(ScoreError::Invalid)?;
+                let b = score::both_ways(cos.view(), s)?;
                 Ok((b.row_queries, b.col_queries))
             }
         }

@@ -80,7 +80,9 @@ pub fn same_ranking(a: &[(String, f32)], b: &[(String, f32)], tol: f32) -> Resul
                 None => (s - last).abs() <= tol,
             };
             if !ok {
-                return Err(format!("`{id}` ({s}) is not in the other list at its score"));
+                return Err(format!(
+                    "`{id}` ({s}) is not in the other list at its score"
+                ));
             }
         }
     }
@@ -107,7 +109,11 @@ pub fn assert_same_rankings(
 
 #[test]
 fn same_ranking_treats_near_ties_as_interchangeable() {
-    let l = |v: &[(&str, f32)]| v.iter().map(|&(i, s)| (i.to_string(), s)).collect::<Vec<_>>();
+    let l = |v: &[(&str, f32)]| {
+        v.iter()
+            .map(|&(i, s)| (i.to_string(), s))
+            .collect::<Vec<_>>()
+    };
     let a = l(&[("x", 0.9), ("y", 0.5), ("z", 0.5)]);
     // Swapped near-ties, and a tie at the cut-off replaced by another item of the same score.
     assert!(same_ranking(&a, &l(&[("x", 0.9), ("z", 0.5), ("y", 0.500_000_2)]), 1e-5).is_ok());

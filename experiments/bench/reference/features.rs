@@ -17,8 +17,14 @@ fn main() {
             .and_then(|i| args.get(i + 1).cloned())
     };
     let usage = "usage: reference_features --backbone NAME --pixels FILE [--weights FILE] [--size S] [--pooling avg|max|grid]";
-    let kind = opt("--backbone").expect(usage).parse::<BackboneKind>().expect(usage);
-    let pooling = opt("--pooling").unwrap_or("avg".into()).parse::<Pooling>().expect(usage);
+    let kind = opt("--backbone")
+        .expect(usage)
+        .parse::<BackboneKind>()
+        .expect(usage);
+    let pooling = opt("--pooling")
+        .unwrap_or("avg".into())
+        .parse::<Pooling>()
+        .expect(usage);
     let pixels = PathBuf::from(opt("--pixels").expect(usage));
     let weights = opt("--weights").map(PathBuf::from);
     let size: i64 = opt("--size").map_or(kind.input_size() as i64, |s| s.parse().expect(usage));
