@@ -21,7 +21,8 @@ fn kernels_in_use_are_reported_and_honour_the_requested_isa() {
         .env("MKL_VERBOSE", "1")
         .output()
         .unwrap();
-    let log = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let log =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
     let onednn: Vec<&str> = log.lines().filter(|l| l.contains("isa:")).collect();
     let mkl: Vec<&str> = log
@@ -42,11 +43,19 @@ fn kernels_in_use_are_reported_and_honour_the_requested_isa() {
     }
     assert!(!openblas.is_empty(), "OpenBLAS names no core");
     if std::env::var("OPENBLAS_CORETYPE").is_ok_and(|v| v.eq_ignore_ascii_case("haswell")) {
-        assert!(openblas.eq_ignore_ascii_case("haswell"), "OpenBLAS ignored OPENBLAS_CORETYPE: {openblas}");
+        assert!(
+            openblas.eq_ignore_ascii_case("haswell"),
+            "OpenBLAS ignored OPENBLAS_CORETYPE: {openblas}"
+        );
     }
     if std::env::var("ONEDNN_MAX_CPU_ISA").is_ok_and(|v| v.eq_ignore_ascii_case("avx2")) {
-        let isa = onednn.first().expect("oneDNN printed no isa line with ONEDNN_VERBOSE=1");
-        assert!(isa.contains("AVX2") && !isa.contains("AVX-512") && !isa.contains("AVX512"), "{isa}");
+        let isa = onednn
+            .first()
+            .expect("oneDNN printed no isa line with ONEDNN_VERBOSE=1");
+        assert!(
+            isa.contains("AVX2") && !isa.contains("AVX-512") && !isa.contains("AVX512"),
+            "{isa}"
+        );
     }
     if std::env::var("MKL_ENABLE_INSTRUCTIONS").is_ok_and(|v| v.eq_ignore_ascii_case("avx2")) {
         for l in &mkl {
