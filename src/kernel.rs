@@ -4,10 +4,11 @@
 //! through gemm with AVX-512 or AVX2 tiles), so the same cosine computed for one query in `serve`
 //! and for a block of queries in `rank` used to differ in the last bits, and near-ties reordered
 //! between commands and between machines. Here every dot product `a·b` is one fixed sequence of
-//! IEEE f32 multiplies and adds — [`LANES`] interleaved partial sums over the coordinates, then a
+//! IEEE f32 fused multiply-adds — [`LANES`] interleaved partial sums over the coordinates, then a
 //! fixed pairwise reduction — whatever the batch, the block, the thread count, the caller or the
-//! CPU. Multiplies and adds are separate operations (never fused: Rust does not contract them), so
-//! the SSE2 and AVX2 builds of the same loop give the same bits.
+//! CPU. A fused multiply-add is exactly rounded by definition, so the CPU's FMA instruction
+//! (every x86-64 CPU since 2013, AMD and Intel) and the C library's `fmaf` (the fallback
+//! elsewhere, slower) give the same bits.
 use ndarray::{Array2, ArrayView1, ArrayView2};
 use rayon::prelude::*;
 
@@ -15,16 +16,34 @@ use rayon::prelude::*;
 pub const LANES: usize = 8;
 
 /// Query rows per register tile.
-const TILE_Q: usize = 4;
+const TILE_Q: usize = 3;
 /// Other rows per register tile.
-const TILE_G: usize = 2;
+const TILE_G: usize = 4;
 /// Rows of `b` per cache block (a few hundred KiB at 256 dimensions).
 const B_BLOCK: usize = 256;
 
 /// `a · b` in the fixed order (the reference every tiled path reproduces bit for bit).
-#[inline(always)]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "dot of vectors of different lengths");
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU supports FMA (checked just above).
+            return unsafe { dot_fma(a, b) };
+        }
+    }
+    dot_inline(a, b)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "fma")]
+unsafe fn dot_fma(a: &[f32], b: &[f32]) -> f32 {
+    dot_inline(a, b)
+}
+
+/// [`dot`]'s body, inlined into each CPU-specific build.
+#[inline(always)]
+fn dot_inline(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; LANES];
     let full = a.len() / LANES * LANES;
     for (x, y) in a[..full]
@@ -32,11 +51,11 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
         .zip(b[..full].chunks_exact(LANES))
     {
         for l in 0..LANES {
-            acc[l] += x[l] * y[l];
+            acc[l] = x[l].mul_add(y[l], acc[l]);
         }
     }
     for (l, (x, y)) in a[full..].iter().zip(&b[full..]).enumerate() {
-        acc[l] += x * y;
+        acc[l] = x.mul_add(*y, acc[l]);
     }
     reduce(&acc)
 }
@@ -101,8 +120,9 @@ pub fn dots(a: ArrayView2<f32>, b: ArrayView2<f32>) -> Array2<f32> {
 fn tile_rows(a: &[f32], b: &[f32], d: usize, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2 (checked just above).
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
             unsafe { tile_rows_avx2(a, b, d, out) };
             return;
         }
@@ -111,7 +131,7 @@ fn tile_rows(a: &[f32], b: &[f32], d: usize, out: &mut [f32]) {
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,fma")]
 unsafe fn tile_rows_avx2(a: &[f32], b: &[f32], d: usize, out: &mut [f32]) {
     tile_rows_generic(a, b, d, out)
 }
@@ -135,7 +155,7 @@ fn tile_rows_generic(a: &[f32], b: &[f32], d: usize, out: &mut [f32]) {
                 } else {
                     for r in 0..qi {
                         for c in 0..gj {
-                            out[(i + r) * m + j + c] = dot(
+                            out[(i + r) * m + j + c] = dot_inline(
                                 &a[(i + r) * d..(i + r + 1) * d],
                                 &b[(j + c) * d..(j + c + 1) * d],
                             );
@@ -161,7 +181,7 @@ fn tile<const Q: usize, const G: usize>(a: &[f32], b: &[f32], d: usize) -> [[f32
             for g in 0..G {
                 let y = &b[g * d + k..g * d + k + LANES];
                 for l in 0..LANES {
-                    acc[q][g][l] += x[l] * y[l];
+                    acc[q][g][l] = x[l].mul_add(y[l], acc[q][g][l]);
                 }
             }
         }
@@ -171,7 +191,7 @@ fn tile<const Q: usize, const G: usize>(a: &[f32], b: &[f32], d: usize) -> [[f32
     for q in 0..Q {
         for g in 0..G {
             for (l, kk) in (full..d).enumerate() {
-                acc[q][g][l] += a[q * d + kk] * b[g * d + kk];
+                acc[q][g][l] = a[q * d + kk].mul_add(b[g * d + kk], acc[q][g][l]);
             }
             out[q][g] = reduce(&acc[q][g]);
         }
@@ -260,6 +280,14 @@ mod tests {
             generic.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
             dispatched.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn fused_and_library_multiply_adds_agree() {
+        // The fallback (the C library's fmaf) and the CPU's FMA are both exactly rounded.
+        let (a, b) = (rows(1, 301, 8), rows(1, 301, 9));
+        let (x, y) = (a.as_slice().unwrap(), b.as_slice().unwrap());
+        assert_eq!(dot(x, y).to_bits(), dot_inline(x, y).to_bits());
     }
 
     #[test]
