@@ -1,7 +1,8 @@
 //! `tuwen serve` against careless and hostile clients (issue 16: items 2, 16 and the server parts
 //! of 15): slow or silent request bodies never stall searches and get a 408 (or a closed
 //! connection) after the deadline; HEAD is answered, other methods get 405 with `Allow`;
-//! start-up says what it is doing and names the files it leaves out (a non-UTF-8 name too).
+//! start-up says what it is doing and names the files it leaves out (a non-UTF-8 name too);
+//! running out of file descriptors does not end the server.
 //! Loopback only; every loop bounded in count and time. Needs models/ from set-up.
 mod common;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -139,7 +140,7 @@ fn slow_client(addr: String, kind: usize, sent: mpsc::Sender<()>, bound: Duratio
 }
 
 #[test]
-fn serve_survives_slow_clients_answers_head_405_and_reports_its_start() {
+fn serve_survives_hostile_clients_answers_head_405_and_reports_its_start() {
     common::models();
     let d = tempfile::tempdir().unwrap();
     let root = d.path();
@@ -216,6 +217,70 @@ fn serve_survives_slow_clients_answers_head_405_and_reports_its_start() {
     methods(&addr);
     upload_encodings(&addr, &first, &val_ids[0]);
     slow_clients(&addr, &val.pairs[0].caption, &first);
+    drop(_server);
+    out_of_file_descriptors(&model, &gallery, &cache);
+}
+
+/// More connections than the server has file descriptors: accept fails for a while, and the
+/// server answers again once they are gone (it used to stop accepting for good and exit).
+fn out_of_file_descriptors(
+    model: &std::path::Path,
+    gallery: &std::path::Path,
+    cache: &std::path::Path,
+) {
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 256 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_tuwen"))
+        .args(["serve", "--quiet", "--port", "0", "--model"])
+        .arg(model)
+        .arg("--images")
+        .arg(gallery)
+        .arg("--cache")
+        .arg(cache)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _server = Server(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split('/').next())
+        .unwrap_or_else(|| panic!("no address in `{line}`"))
+        .to_string();
+    let sock: std::net::SocketAddr = addr.parse().unwrap();
+    let mut held = Vec::new();
+    for _ in 0..400 {
+        match TcpStream::connect_timeout(&sock, Duration::from_millis(500)) {
+            Ok(s) => held.push(s),
+            Err(_) => break,
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    drop(held);
+    let t0 = Instant::now();
+    let status = loop {
+        let r = TcpStream::connect(&addr).map(|_| {
+            exchange(
+                &addr,
+                &request("GET", "/api/info", &addr, b""),
+                Duration::from_secs(5),
+            )
+            .status
+        });
+        match r {
+            Ok(200) => break 200,
+            _ if t0.elapsed() > Duration::from_secs(30) => break r.unwrap_or(0),
+            _ => std::thread::sleep(Duration::from_millis(200)),
+        }
+    };
+    assert_eq!(
+        status, 200,
+        "the server answers again after running out of descriptors"
+    );
 }
 
 /// Item 16: what start-up did, with counts, and every file left out by name.
