@@ -185,7 +185,8 @@ fn main() -> Result<()> {
             let emb = c.model.embedder(&c.run)?;
             let scoring = c.score.options(Bank::Train).scoring;
             let g = tuwen::serve::Gallery::load(emb, &c.images, c.captions.as_deref(), scoring)?;
-            if !g.skipped.is_empty() {
+            // Without --quiet the start-up summary has said it already, naming them.
+            if c.run.quiet && !g.skipped.is_empty() {
                 eprintln!(
                     "{} files in {} are not usable images (left out)",
                     g.skipped.len(),

@@ -10,11 +10,10 @@ use crate::data;
 use crate::embed::{Embedder, Listed};
 use crate::error::{Error, Result};
 use crate::explain;
-use crate::features::image::{self, decode, Backbone};
+use crate::features::image::{self, decode, Backbone, ExtractOptions, FeatureSpec};
 use crate::retrieval::{self, Bank, Direction, ScoreOptions, Scorer};
 use ndarray::{Array2, ArrayView1};
 use serde_json::{json, Value};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -67,18 +66,11 @@ impl Gallery {
             scoring,
             bank: Bank::Train,
         })?;
-        let mut ids: Vec<String> = std::fs::read_dir(images)
-            .map_err(|e| Error::io(images, e))?
-            .filter_map(|e| e.ok())
-            // Follows links: a folder of symlinked images is a gallery too.
-            .filter(|e| std::fs::metadata(e.path()).is_ok_and(|m| m.is_file()))
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| !n.starts_with('.'))
-            .collect();
-        ids.sort();
+        let (ids, unusable) = gallery_files(images)?;
         if ids.is_empty() {
             return Err(Error::file(images, "no image files in the folder"));
         }
+        announce_start(images, ids.len(), emb.spec(), emb.extract_options());
         let im = emb.images(
             &ids,
             images,
@@ -87,11 +79,11 @@ impl Gallery {
                 rows: None,
             },
         )?;
-        let skipped = im
-            .skipped
-            .iter()
-            .map(|s| (s.id.clone(), s.reason.clone()))
+        let skipped: Vec<(String, String)> = unusable
+            .into_iter()
+            .chain(im.skipped.iter().map(|s| (s.id.clone(), s.reason.clone())))
             .collect();
+        announce_done(&im.stats, &skipped, emb.extract_options());
         let gallery = scorer.prepare(Direction::TextToImage, im.ids, im.projected)?;
         // Raw rows in the prepared gallery's order.
         let order: Vec<usize> = (0..gallery.len()).map(|j| gallery.source_row(j)).collect();
@@ -381,8 +373,142 @@ fn decode_with(s: &str, plus_is_space: bool) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Answer one request: (status, content type, body).
-pub fn handle(g: &Gallery, method: &str, url: &str, body: &[u8]) -> (u16, &'static str, Vec<u8>) {
+/// A file left out of the gallery: (name, reason).
+pub type LeftOut = (String, String);
+
+/// The files of a gallery folder, sorted by name, and those left out with the reason (named,
+/// never dropped silently): names that are not UTF-8 (an image id is text, and no CSV can name
+/// them) and entries that are not regular files (a FIFO would block the reader). Hidden files
+/// and subfolders are not part of a gallery.
+pub fn gallery_files(dir: &Path) -> Result<(Vec<String>, Vec<LeftOut>)> {
+    let mut ids = Vec::new();
+    let mut unusable = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let e = e.map_err(|e| Error::io(dir, e))?;
+        let name = e.file_name();
+        if name.as_encoded_bytes().starts_with(b".") {
+            continue;
+        }
+        // Follows links: a folder of symlinked images is a gallery too.
+        let meta = std::fs::metadata(e.path());
+        if meta.as_ref().is_ok_and(|m| m.is_dir()) {
+            continue;
+        }
+        let Some(id) = name.to_str() else {
+            unusable.push((
+                escape_name(name.as_encoded_bytes()),
+                "file name is not valid UTF-8 (rename it to serve it)".into(),
+            ));
+            continue;
+        };
+        match meta {
+            Ok(m) if m.is_file() => ids.push(id.to_string()),
+            Ok(_) => unusable.push((id.to_string(), "not a regular file".into())),
+            Err(err) => unusable.push((id.to_string(), format!("cannot be read: {err}"))),
+        }
+    }
+    ids.sort();
+    unusable.sort();
+    if ids.is_empty() {
+        let mut msg = "no image files in the folder".to_string();
+        if let Some((id, why)) = unusable.first() {
+            msg.push_str(&format!(
+                " ({} left out, e.g. `{id}`: {why})",
+                unusable.len()
+            ));
+        }
+        return Err(Error::file(dir, msg));
+    }
+    Ok((ids, unusable))
+}
+
+/// A file name for messages: UTF-8 runs as they are, other bytes as `\xNN`.
+fn escape_name(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Say what start-up is doing before the (possibly long) feature extraction; extract's own
+/// progress bar follows on a terminal.
+fn announce_start(dir: &Path, n: usize, spec: &FeatureSpec, ex: &ExtractOptions) {
+    if !ex.progress {
+        return;
+    }
+    let source = match &ex.cache_dir {
+        Some(c) => format!(
+            "from the cache {}; images not in it are computed now, which takes a while on a new folder",
+            c.join(spec.cache_key()).display()
+        ),
+        None => "computing them now (no cache)".to_string(),
+    };
+    eprintln!(
+        "serve: {n} image files in {}: features {} {source}",
+        dir.display(),
+        spec.describe()
+    );
+}
+
+/// How many images start-up computed, read from the cache and left out (named, up to 20).
+fn announce_done(st: &image::ExtractStats, skipped: &[(String, String)], ex: &ExtractOptions) {
+    if !ex.progress {
+        return;
+    }
+    eprintln!(
+        "serve: {} images: {} computed ({:.2} images/s), {} from cache, {} left out; {:.1} s",
+        st.requested - st.skipped,
+        st.computed,
+        st.images_per_second,
+        st.from_cache,
+        skipped.len(),
+        st.seconds
+    );
+    const SHOWN: usize = 20;
+    for (id, why) in skipped.iter().take(SHOWN) {
+        eprintln!("  left out `{id}`: {why}");
+    }
+    if skipped.len() > SHOWN {
+        eprintln!("  … and {} more", skipped.len() - SHOWN);
+    }
+}
+
+/// One answer: status, content type, body, and for 405 the methods the path allows.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+    pub allow: Option<&'static str>,
+}
+
+impl Answer {
+    fn error(status: u16, msg: impl Into<String>) -> Answer {
+        Answer {
+            status,
+            content_type: "application/json",
+            body: json!({"error": msg.into()}).to_string().into_bytes(),
+            allow: None,
+        }
+    }
+}
+
+/// The methods each endpoint answers; other methods get 405 with this as `Allow`.
+fn allowed_methods(path: &str) -> Option<&'static str> {
+    match path {
+        "/" | "/api/search" | "/api/info" => Some("GET, HEAD"),
+        "/api/image" => Some("GET, HEAD, POST"),
+        p if p.starts_with("/thumb/") => Some("GET, HEAD"),
+        _ => None,
+    }
+}
+
+/// Answer one request. HEAD is answered as GET (the server sends the headers only).
+pub fn handle(g: &Gallery, method: &str, url: &str, body: &[u8]) -> Answer {
     let (path, q) = url.split_once('?').unwrap_or((url, ""));
     let params = query_params(q);
     let param = |name: &str| {
@@ -396,9 +522,16 @@ pub fn handle(g: &Gallery, method: &str, url: &str, body: &[u8]) -> (u16, &'stat
         Some(Ok(k)) => Ok(k),
         Some(Err(_)) => Err(bad("k must be a whole number")),
     };
-    let json_ok = |v: Value| (200, "application/json", v.to_string().into_bytes());
-    let res: std::result::Result<(u16, &'static str, Vec<u8>), HttpError> = match (method, path) {
-        ("GET", "/") => Ok((200, "text/html; charset=utf-8", PAGE.as_bytes().to_vec())),
+    let ok = |content_type, body| Answer {
+        status: 200,
+        content_type,
+        body,
+        allow: None,
+    };
+    let json_ok = |v: Value| ok("application/json", v.to_string().into_bytes());
+    let m = if method == "HEAD" { "GET" } else { method };
+    let res: std::result::Result<Answer, HttpError> = match (m, path) {
+        ("GET", "/") => Ok(ok("text/html; charset=utf-8", PAGE.as_bytes().to_vec())),
         ("GET", "/api/search") => k
             .and_then(|k| g.search_text(param("q").unwrap_or(""), k))
             .map(json_ok),
@@ -418,21 +551,49 @@ pub fn handle(g: &Gallery, method: &str, url: &str, body: &[u8]) -> (u16, &'stat
         }))),
         ("GET", p) if p.starts_with("/thumb/") => g
             .thumbnail(&decode_with(&p["/thumb/".len()..], false))
-            .map(|b| (200, "image/jpeg", b)),
-        _ => Err(HttpError(404, format!("no such endpoint: {method} {path}"))),
+            .map(|b| ok("image/jpeg", b)),
+        _ => match allowed_methods(path) {
+            Some(allow) => {
+                return Answer {
+                    allow: Some(allow),
+                    ..Answer::error(405, format!("{method} {path}: use {allow}"))
+                }
+            }
+            None => Err(HttpError(404, format!("no such endpoint: {method} {path}"))),
+        },
     };
-    match res {
-        Ok(r) => r,
-        Err(HttpError(code, msg)) => (
-            code,
-            "application/json",
-            json!({"error": msg}).to_string().into_bytes(),
-        ),
-    }
+    res.unwrap_or_else(|HttpError(code, msg)| Answer::error(code, msg))
 }
 
-/// Requests answered at once (one slow client does not hold up the others).
+/// Threads answering requests (scoring, decoding uploads). They never wait on a client: bodies
+/// arrive whole (see [`limits`]) and answers are written by threads of their own.
 const WORKERS: usize = 4;
+
+/// Longest wait for the next bytes from a client (also closes idle keep-alive connections).
+pub const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Longest wait for a client to take the next part of an answer.
+pub const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// A request body must arrive within this, plus [`BODY_TIME_PER_MIB`] for every MiB declared.
+pub const BODY_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+pub const BODY_TIME_PER_MIB: std::time::Duration = std::time::Duration::from_secs(1);
+/// Request bodies held in memory at once, all connections together (as when the 4 workers read
+/// them); an upload beyond gets a 503.
+pub const MAX_BUFFERED: usize = WORKERS * MAX_UPLOAD;
+
+/// What one connection may cost the server: a body is read whole, with its deadline, on the
+/// connection's own thread before a worker sees the request, so slow or silent senders (with
+/// `Content-Length` or chunked) hold only their own connection; past the deadline they get a
+/// 408 and the connection is closed.
+pub fn limits() -> tiny_http::Limits {
+    tiny_http::Limits {
+        read_timeout: READ_TIMEOUT,
+        write_timeout: WRITE_TIMEOUT,
+        max_body: MAX_UPLOAD,
+        max_buffered: MAX_BUFFERED,
+        body_time: BODY_TIME,
+        body_time_per_mib: BODY_TIME_PER_MIB,
+    }
+}
 
 /// Serve `g` on `addr` until the process ends. `ready` is called with the bound address (port 0
 /// picks a free one).
@@ -441,7 +602,7 @@ pub fn serve(
     addr: std::net::SocketAddr,
     ready: impl FnOnce(std::net::SocketAddr),
 ) -> Result<()> {
-    let server = tiny_http::Server::http(addr)
+    let server = tiny_http::Server::http_limited(addr, limits())
         .map_err(|e| Error::Param(format!("cannot listen on {addr}: {e}")))?;
     let bound = server
         .server_addr()
@@ -456,56 +617,59 @@ pub fn serve(
     Ok(())
 }
 
+/// The answer to a request whose body has arrived (or failed to).
+fn answer(g: &Gallery, req: &mut tiny_http::Request) -> Answer {
+    match req.body_error() {
+        Some(tiny_http::BodyError::TooLarge { .. }) => {
+            return Answer::error(413, format!("upload larger than {MAX_UPLOAD} bytes"))
+        }
+        Some(e @ tiny_http::BodyError::TimedOut { .. }) => {
+            return Answer::error(408, e.to_string())
+        }
+        Some(e @ tiny_http::BodyError::Busy) => return Answer::error(503, e.to_string()),
+        Some(e) => return Answer::error(400, e.to_string()),
+        None => {}
+    }
+    let method = req.method().as_str().to_string();
+    let url = req.url().to_string();
+    let mut body = Vec::new();
+    // Already in memory (read by the connection's thread): this does not wait on the client.
+    if req.as_reader().read_to_end(&mut body).is_err() {
+        return Answer::error(400, "cannot read the request body");
+    }
+    // A panic deep in a decoder or libtorch answers 500; the server goes on.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        handle(g, &method, &url, &body)
+    }))
+    .unwrap_or_else(|_| Answer::error(500, "internal error while answering this request"))
+}
+
 fn worker(g: &Gallery, server: &tiny_http::Server) {
     while let Ok(mut req) = server.recv() {
-        let method = req.method().as_str().to_string();
-        let url = req.url().to_string();
-        let mut body = Vec::new();
-        let too_big = req.body_length().is_some_and(|n| n > MAX_UPLOAD);
-        let too_large = || {
-            (
-                413,
-                "application/json",
-                json!({"error": format!("upload larger than {MAX_UPLOAD} bytes")})
-                    .to_string()
-                    .into_bytes(),
-            )
-        };
-        let (code, ctype, bytes) = if too_big {
-            too_large()
-        } else {
-            let read = req
-                .as_reader()
-                .take(MAX_UPLOAD as u64 + 1)
-                .read_to_end(&mut body);
-            if read.is_err() {
-                (
-                    400,
-                    "application/json",
-                    br#"{"error":"cannot read the request body"}"#.to_vec(),
-                )
-            } else if body.len() > MAX_UPLOAD {
-                too_large()
-            } else {
-                // A panic deep in a decoder or libtorch answers 500; the server goes on.
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    handle(g, &method, &url, &body)
-                }))
-                .unwrap_or_else(|_| {
-                    (
-                        500,
-                        "application/json",
-                        br#"{"error":"internal error while answering this request"}"#.to_vec(),
-                    )
-                })
-            }
-        };
-        let mut resp = tiny_http::Response::from_data(bytes).with_status_code(code);
-        if let Ok(h) = tiny_http::Header::from_bytes("Content-Type", ctype) {
-            resp = resp.with_header(h);
+        let a = answer(g, &mut req);
+        let mut resp = tiny_http::Response::from_data(a.body).with_status_code(a.status);
+        let mut headers = vec![("Content-Type", a.content_type)];
+        headers.extend(a.allow.map(|m| ("Allow", m)));
+        // tiny_http closes the connection after a body it could not read; say so.
+        if req.body_error().is_some() {
+            headers.push(("Connection", "close"));
         }
-        // A client that went away is its own business, not the server's.
-        let _ = req.respond(resp);
+        for (k, v) in headers {
+            if let Ok(h) = tiny_http::Header::from_bytes(k, v) {
+                resp = resp.with_header(h);
+            }
+        }
+        // Writing waits on the client (which may not read at all, up to WRITE_TIMEOUT per
+        // write): a thread of its own keeps this worker answering others. A client that went
+        // away is its own business, not the server's.
+        let job = move || {
+            let _ = req.respond(resp);
+        };
+        // With no thread to spare, the request is dropped with the closure and tiny_http
+        // answers it with an empty 500.
+        let _ = std::thread::Builder::new()
+            .name("respond".into())
+            .spawn(job);
     }
 }
 
@@ -577,5 +741,18 @@ mod tests {
         assert_eq!(p[2], ("x".into(), "".into()));
         assert_eq!(percent_decode("100%"), "100%");
         assert_eq!(percent_decode("%zz"), "%zz");
+    }
+
+    #[test]
+    fn file_names_that_are_not_utf8_are_shown_escaped() {
+        assert_eq!(escape_name(b"caf\xE9.jpg"), "caf\\xE9.jpg");
+        assert_eq!(escape_name("狗.jpg".as_bytes()), "狗.jpg");
+    }
+
+    #[test]
+    fn every_endpoint_names_its_methods() {
+        assert_eq!(allowed_methods("/api/image"), Some("GET, HEAD, POST"));
+        assert_eq!(allowed_methods("/thumb/a.jpg"), Some("GET, HEAD"));
+        assert_eq!(allowed_methods("/nothing"), None);
     }
 }

@@ -6,8 +6,10 @@ use std::io::{BufReader, BufWriter, ErrorKind, Read};
 
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use crate::common::{HTTPVersion, Method};
+use crate::limits::Bounds;
 use crate::util::RefinedTcpStream;
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
 use crate::Request;
@@ -34,6 +36,9 @@ pub struct ClientConnection {
 
     // true if the connection goes through SSL
     secure: bool,
+
+    // tuwen patch: bodies are read here, bounded (see limits.rs)
+    limits: Option<Arc<Bounds>>,
 }
 
 /// Error that can happen when reading a request.
@@ -51,6 +56,7 @@ impl ClientConnection {
     pub fn new(
         write_socket: RefinedTcpStream,
         mut read_socket: RefinedTcpStream,
+        limits: Option<Arc<Bounds>>,
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
@@ -65,6 +71,7 @@ impl ClientConnection {
             next_header_source: first_header,
             no_more_requests: false,
             secure,
+            limits,
         }
     }
 
@@ -153,6 +160,7 @@ impl ClientConnection {
             *self.remote_addr.as_ref().unwrap(),
             data_source,
             writer,
+            self.limits.as_ref(),
         )
         .map_err(|e| {
             use crate::request;
@@ -258,6 +266,11 @@ impl Iterator for ClientConnection {
                 None if *rq.http_version() == HTTPVersion(1, 0) => self.no_more_requests = true,
                 _ => (),
             };
+
+            // tuwen patch: where an unread body ends is unknown; close after the answer
+            if rq.body_error().is_some() {
+                self.no_more_requests = true;
+            }
 
             // returning the request
             return Some(rq);

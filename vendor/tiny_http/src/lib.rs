@@ -114,6 +114,7 @@ use util::MessagesQueue;
 
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
 pub use connection::{ConfigListenAddr, ListenAddr, Listener};
+pub use limits::{BodyError, Limits};
 pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;
@@ -121,6 +122,7 @@ pub use test::TestRequest;
 mod client;
 mod common;
 mod connection;
+mod limits;
 mod request;
 mod response;
 mod ssl;
@@ -237,6 +239,21 @@ impl Server {
         Self::from_listener(listener, config.ssl)
     }
 
+    /// tuwen patch: an HTTP server whose connections are bounded by `limits`: socket
+    /// timeouts, bodies read whole with a deadline before `recv` hands a request out, one
+    /// request in flight per connection (no pipelining), and accept errors (e.g. out of file
+    /// descriptors) waited out instead of ending the server.
+    pub fn http_limited<A>(
+        addr: A,
+        limits: Limits,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>>
+    where
+        A: ToSocketAddrs,
+    {
+        let listener = ConfigListenAddr::from_socket_addrs(addr)?.bind()?;
+        Self::from_listener_limited(listener, None, Some(limits))
+    }
+
     /// Builds a new server using the specified TCP listener.
     ///
     /// This is useful if you've constructed TcpListener using some less usual method
@@ -245,6 +262,16 @@ impl Server {
         listener: L,
         ssl_config: Option<SslConfig>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::from_listener_limited(listener, ssl_config, None)
+    }
+
+    /// `from_listener` with optional `Limits` (tuwen patch).
+    pub fn from_listener_limited<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+        limits: Option<Limits>,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        let limits = limits.map(limits::Bounds::new);
         let listener = listener.into();
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
@@ -296,6 +323,12 @@ impl Server {
                 let new_client = match server.accept() {
                     Ok((sock, _)) => {
                         use util::RefinedTcpStream;
+                        if let Some(b) = &limits {
+                            let l = &b.limits;
+                            if sock.set_timeouts(l.read_timeout, l.write_timeout).is_err() {
+                                continue;
+                            }
+                        }
                         let (read_closable, write_closable) = match ssl {
                             None => RefinedTcpStream::new(sock),
                             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
@@ -313,19 +346,26 @@ impl Server {
                             Some(ref _ssl) => unreachable!(),
                         };
 
-                        Ok(ClientConnection::new(write_closable, read_closable))
+                        Ok(ClientConnection::new(
+                            write_closable,
+                            read_closable,
+                            limits.clone(),
+                        ))
                     }
                     Err(e) => Err(e),
                 };
 
                 match new_client {
                     Ok(client) => {
+                        let one_at_a_time = limits.is_some();
                         let messages = inside_messages.clone();
                         let mut client = Some(client);
                         tasks_pool.spawn(Box::new(move || {
                             if let Some(client) = client.take() {
                                 // Synchronization is needed for HTTPS requests to avoid a deadlock
-                                if client.secure() {
+                                // (tuwen patch: and with limits, so that one connection has one
+                                // request in flight, whatever it pipelines)
+                                if client.secure() || one_at_a_time {
                                     let (sender, receiver) = mpsc::channel();
                                     for rq in client {
                                         messages.push(rq.with_notify_sender(sender.clone()).into());
@@ -338,6 +378,13 @@ impl Server {
                                 }
                             }
                         }));
+                    }
+
+                    // tuwen patch: with limits, a failed accept (out of file descriptors, a
+                    // connection reset before it was accepted) is waited out, not fatal.
+                    Err(e) if limits.is_some() => {
+                        log::error!("Error accepting new client: {}", e);
+                        thread::sleep(Duration::from_millis(50));
                     }
 
                     Err(e) => {

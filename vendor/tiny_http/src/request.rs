@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 
 use std::sync::mpsc::Sender;
+use std::sync::Arc;
 
+use crate::limits::{read_body, BodyError, Bounds, ReadFailure};
 use crate::util::{EqualReader, FusedReader};
 use crate::{HTTPVersion, Header, Method, Response, StatusCode};
 use chunked_transfer::Decoder;
@@ -74,6 +76,9 @@ pub struct Request {
 
     // If Some, a message must be sent after responding
     notify_when_responded: Option<Sender<()>>,
+
+    // tuwen patch: why the body was not read (with `Limits`); the body is then empty
+    body_error: Option<BodyError>,
 }
 
 struct NotifyOnDrop<R> {
@@ -126,6 +131,7 @@ impl From<IoError> for RequestCreationError {
 ///
 /// The `Write` object will be used by the `Request` to write the response.
 #[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments)]
 pub fn new_request<R, W>(
     secure: bool,
     method: Method,
@@ -134,7 +140,8 @@ pub fn new_request<R, W>(
     headers: Vec<Header>,
     remote_addr: Option<SocketAddr>,
     mut source_data: R,
-    writer: W,
+    mut writer: W,
+    limits: Option<&Arc<Bounds>>,
 ) -> Result<Request, RequestCreationError>
 where
     R: Read + Send + 'static,
@@ -182,6 +189,47 @@ where
             _ => false,
         }
     };
+
+    // tuwen patch: with limits, every body is read here, whole and with a deadline, on the
+    // connection's thread; the request handed out never waits on the client.
+    let has_body = content_length.is_some_and(|n| n > 0) || transfer_encoding.is_some();
+    if let (Some(bounds), true, false) = (limits, has_body, connection_upgrade) {
+        let too_large = content_length.is_some_and(|n| n > bounds.limits.max_body);
+        if expects_continue && !too_large {
+            Response::new_empty(StatusCode(100))
+                .raw_print(writer.by_ref(), version.clone(), &headers, true, None)
+                .and_then(|_| writer.flush())
+                .map_err(RequestCreationError::CreationIoError)?;
+        }
+        let (body, body_error) = match read_body(&mut source_data, content_length, bounds) {
+            Ok(b) => (Some(b), None),
+            Err(ReadFailure::Body(e)) => (None, Some(e)),
+            Err(ReadFailure::Closed) => {
+                let info = "Connection closed or failed before the whole body was received";
+                let err = IoError::new(ErrorKind::ConnectionAborted, info);
+                return Err(RequestCreationError::CreationIoError(err));
+            }
+        };
+        let body_length = Some(body.as_ref().map_or(0, |b| b.len()));
+        let data_reader: Box<dyn Read + Send + 'static> = match body {
+            Some(b) => Box::new(b),
+            None => Box::new(io::empty()),
+        };
+        return Ok(Request {
+            data_reader: Some(data_reader),
+            response_writer: Some(Box::new(writer) as Box<dyn Write + Send + 'static>),
+            remote_addr,
+            secure,
+            method,
+            path,
+            http_version: version,
+            headers,
+            body_length: content_length.or(body_length),
+            must_send_continue: false,
+            notify_when_responded: None,
+            body_error,
+        });
+    }
 
     // we wrap `source_data` around a reading whose nature depends on the transfer-encoding and
     // content-length headers
@@ -238,6 +286,7 @@ where
         body_length: content_length,
         must_send_continue: expects_continue,
         notify_when_responded: None,
+        body_error: None,
     })
 }
 
@@ -278,6 +327,13 @@ impl Request {
     #[inline]
     pub fn body_length(&self) -> Option<usize> {
         self.body_length
+    }
+
+    /// tuwen patch: why the body was not read, for a server with `Limits` (the body is then
+    /// empty and the connection is closed after the answer).
+    #[inline]
+    pub fn body_error(&self) -> Option<&BodyError> {
+        self.body_error.as_ref()
     }
 
     /// Returns the address of the client that sent this request.
