@@ -27,6 +27,9 @@ pub enum Error {
     Param(String),
     #[error("model: {0}")]
     Model(String),
+    /// Training data that admits no fit (one image, identical captions, …).
+    #[error("training data: {0}")]
+    Data(String),
     #[error("result file {path}: {msg}")]
     Validation { path: PathBuf, msg: String },
 }
