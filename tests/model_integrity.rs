@@ -391,15 +391,37 @@ fn bad_flags_are_refused_before_any_work() {
 }
 
 #[test]
-fn split_reads_utf16_and_matches_the_library_split() {
+fn utf16_csvs_are_read_as_utf16() {
     let f = fixture();
-    let text = std::fs::read_to_string(&f.data.train_pairs).unwrap();
-    let utf16: Vec<u8> = [0xFF, 0xFE]
-        .into_iter()
-        .chain(text.encode_utf16().flat_map(|u| u.to_le_bytes()))
-        .collect();
-    let p = f.root.join("utf16.csv");
-    std::fs::write(&p, utf16).unwrap();
+    let utf16 = |p: &Path, bom: bool| -> PathBuf {
+        let text = std::fs::read_to_string(p).unwrap();
+        let bytes: Vec<u8> = (if bom { vec![0xFF, 0xFE] } else { vec![] })
+            .into_iter()
+            .chain(text.encode_utf16().flat_map(|u| u.to_le_bytes()))
+            .collect();
+        let to = f.root.join(format!(
+            "utf16{}-{}",
+            if bom { "bom" } else { "" },
+            p.file_name().unwrap().to_string_lossy()
+        ));
+        std::fs::write(&to, bytes).unwrap();
+        to
+    };
+    // With a BOM: was decoded, but announced as "decoded as GBK".
+    let out = tuwen(
+        &["eval"],
+        &[
+            ("--model", &f.model),
+            ("--pairs", &utf16(&f.data.val_pairs, true)),
+            ("--images", &f.data.images),
+            ("--cache", &f.cache),
+        ],
+    );
+    succeeds(&out);
+    assert!(!stderr(&out).contains("GBK"), "{}", stderr(&out));
+
+    // Without a BOM (zero bytes): was decoded as GBK into garbage column names.
+    let p = utf16(&f.data.train_pairs, false);
     let out_dir = f.root.join("split16");
     // (split has no --quiet.)
     let out = Command::new(env!("CARGO_BIN_EXE_tuwen"))
@@ -410,8 +432,8 @@ fn split_reads_utf16_and_matches_the_library_split() {
         .output()
         .unwrap();
     succeeds(&out);
-    assert!(!stderr(&out).contains("GBK"), "{}", stderr(&out));
     let held = tuwen::data::read_pairs(&out_dir.join("heldout.csv")).unwrap();
+    // The library split (for the lead's `split`) picks the same images as the command.
     let lib =
         tuwen::data::split_by_image(&tuwen::data::read_pairs(&p).unwrap(), 5, 9, None).unwrap();
     let key = |v: &[tuwen::data::Pair]| -> Vec<(String, String)> {
