@@ -29,6 +29,9 @@ pub enum Error {
     Model(String),
     #[error(transparent)]
     Score(#[from] crate::retrieval::ScoreError),
+    /// Training data that admits no fit (one image, identical captions, …).
+    #[error("training data: {0}")]
+    Data(String),
     #[error("result file {path}: {msg}")]
     Validation { path: PathBuf, msg: String },
 }

@@ -2,8 +2,9 @@
 //!
 //! Data flow: [`data`] (pairs and Teddy files) → [`features`] (CNN image vectors through libtorch,
 //! jieba + word2vec caption vectors) → [`projection`] (PCA, CCA into a shared space) →
-//! [`retrieval`] (cosine top-k, recall) → [`outputs`] (result CSVs, reports). [`pipeline`] strings
-//! them together as the `fit`, `eval` and `rank` jobs.
+//! [`retrieval`] (one scorer: cosine or hubness-corrected top-k, recall) → [`outputs`] (result
+//! CSVs, reports, embedding files). [`embed`] is a fitted model ready to use; [`jobs`] strings the
+//! steps together, one job per command; [`kernel`] is the one float path of every score.
 
 // Links Debian's OpenBLAS for ndarray-linalg's LAPACK calls.
 extern crate openblas_src;

@@ -3,6 +3,9 @@
 //!
 //! The config stores the [`FeatureSpec`] of the image features and the word vectors' identity
 //! (sha256); a model is only ever applied to features of the same spec and the same vectors.
+//! Its first entry, `integrity`, records the sha256 of the other two files and of the rest of
+//! config.json's own text, so a file edited or copied in from another model is refused on load,
+//! naming the file.
 use crate::error::{Error, Result};
 use crate::features::image::FeatureSpec;
 use crate::features::text::{OovReport, TextFeatureConfig, WordStats};
@@ -11,8 +14,12 @@ use ndarray::{Array1, Array2};
 use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 use std::path::Path;
 
-/// 2: feature spec with weights hash, word-vector hash, training files with hashes.
-pub const FORMAT: u32 = 2;
+/// 3: config.json records the sha256 of the other files and of its own text (`integrity`).
+/// 2: feature spec with weights hash, word-vector hash, training files with hashes (still
+/// loaded, with a warning that edits to its files cannot be detected).
+pub const FORMAT: u32 = 3;
+/// The oldest format [`Model::load`] still reads.
+const FORMAT_UNVERIFIED: u32 = 2;
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ModelConfig {
@@ -121,26 +128,27 @@ impl Model {
             .collect::<Result<Vec<_>>>()?;
         let st = safetensors::serialize(views, &None).map_err(|e| Error::Model(e.to_string()))?;
         let json = |v: serde_json::Result<Vec<u8>>| v.map_err(|e| Error::Model(e.to_string()));
-        crate::fsutil::write_dir_atomic(
-            dir,
-            &[
-                ("projection.safetensors", st),
-                (
-                    "config.json",
-                    json(serde_json::to_vec_pretty(&self.config))?,
-                ),
-                (
-                    "word_stats.json",
-                    json(serde_json::to_vec(&self.word_stats))?,
-                ),
-            ],
-        )
+        let ws = json(serde_json::to_vec(&self.word_stats))?;
+        // config.json records the sha256 of the other files and of its own fields.
+        let config = config_json(&self.config, &[(STATS, &ws), (TENSORS, &st)])?;
+        crate::fsutil::write_dir_atomic(dir, &[(TENSORS, st), ("config.json", config), (STATS, ws)])
     }
 
     /// Load a model, checking every stored tensor's dtype and shape against the config and the
-    /// word statistics, so a damaged or mismatched folder is an error naming the file, not a
-    /// panic later.
+    /// word statistics, every value for being finite, and every file against the sha256 that
+    /// config.json records, so a damaged, edited or mixed folder is an error naming the file, not
+    /// a panic or a wrong result later. Warnings (an old model without hashes) go to stderr.
     pub fn load(dir: &Path) -> Result<Model> {
+        let (model, notes) = Model::load_with_notes(dir)?;
+        for n in notes {
+            eprintln!("{n}");
+        }
+        Ok(model)
+    }
+
+    /// [`Model::load`], returning its warnings instead of printing them.
+    pub fn load_with_notes(dir: &Path) -> Result<(Model, Vec<String>)> {
+        let mut notes = Vec::new();
         if !dir.is_dir() {
             return Err(Error::file(
                 dir,
@@ -149,30 +157,52 @@ impl Model {
         }
         let cfg_path = dir.join("config.json");
         let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
+        let invalid =
+            |e: serde_json::Error| Error::file(&cfg_path, format!("invalid model config: {e}"));
+        let mut value: serde_json::Value = serde_json::from_str(&text).map_err(invalid)?;
+        let integrity = value
+            .as_object_mut()
+            .and_then(|m| m.remove(INTEGRITY))
+            .map(serde_json::from_value::<Integrity>)
+            .transpose()
+            .map_err(invalid)?;
+        let cfg_body = split_record(&text).map(|(_, body)| body);
         #[derive(serde::Deserialize)]
         struct Version {
             format: u32,
         }
-        let v: Version = serde_json::from_str(&text)
-            .map_err(|e| Error::file(&cfg_path, format!("invalid model config: {e}")))?;
-        if v.format != FORMAT {
+        let v: Version = serde_json::from_value(value.clone()).map_err(invalid)?;
+        if v.format != FORMAT && v.format != FORMAT_UNVERIFIED {
             return Err(Error::file(
                 &cfg_path,
                 format!(
-                    "model format {} (this tuwen reads format {FORMAT}: features are now identified \
-                     by their weights' hash); refit the model with `tuwen fit`",
+                    "model format {} (this tuwen reads formats {FORMAT_UNVERIFIED} and {FORMAT}: \
+                     features are identified by their weights' hash); refit the model with `tuwen fit`",
                     v.format
                 ),
             ));
         }
-        let config: ModelConfig = serde_json::from_str(&text)
+        if integrity.is_none() && v.format == FORMAT {
+            return Err(Error::file(
+                &cfg_path,
+                format!(
+                    "format {FORMAT} model without its `{INTEGRITY}` record: the file was edited; \
+                     restore it or refit the model with `tuwen fit`"
+                ),
+            ));
+        }
+        let config: ModelConfig = serde_json::from_value(value.clone()).map_err(invalid)?;
+        config
+            .text
+            .check()
+            .and_then(|_| config.projection.check())
             .map_err(|e| Error::file(&cfg_path, format!("invalid model config: {e}")))?;
-        let ws_path = dir.join("word_stats.json");
+        let ws_path = dir.join(STATS);
         let ws = std::fs::read(&ws_path).map_err(|e| Error::io(&ws_path, e))?;
         let word_stats: WordStats =
             serde_json::from_slice(&ws).map_err(|e| Error::file(&ws_path, e.to_string()))?;
 
-        let st_path = dir.join("projection.safetensors");
+        let st_path = dir.join(TENSORS);
         let raw = std::fs::read(&st_path).map_err(|e| Error::io(&st_path, e))?;
         let st =
             SafeTensors::deserialize(&raw).map_err(|e| Error::file(&st_path, e.to_string()))?;
@@ -200,10 +230,23 @@ impl Model {
                     ),
                 ));
             }
-            Ok(t.data()
+            let v: Vec<f32> = t
+                .data()
                 .chunks_exact(4)
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect())
+                .collect();
+            // A NaN or infinite weight makes every score NaN, which would rank as a match.
+            if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                return Err(Error::file(
+                    &st_path,
+                    format!(
+                        "tensor `{name}` holds a non-finite value ({} at index {i}); the model \
+                         folder is damaged: refit it",
+                        v[i]
+                    ),
+                ));
+            }
+            Ok(v)
         };
         let arr2 = |name: &str, r: usize, c: usize| -> Result<Array2<f32>> {
             Array2::from_shape_vec((r, c), get(name, &[r, c])?)
@@ -232,12 +275,29 @@ impl Model {
             (Some(images), Some(texts)) => Some(TrainBanks { images, texts }),
             _ => None,
         };
-        Ok(Model {
-            config,
-            projection,
-            word_stats,
-            banks,
-        })
+        // Shapes and values are fine; now any edit that kept them (another model's word
+        // statistics, a changed pooling or flip in the config) is caught by the recorded hashes.
+        match integrity {
+            Some(rec) => {
+                rec.verify_config(&cfg_path, cfg_body.as_deref())?;
+                rec.verify_file(&ws_path, STATS, &ws)?;
+                rec.verify_file(&st_path, TENSORS, &raw)?;
+            }
+            None => notes.push(format!(
+                "warning: {}: format {FORMAT_UNVERIFIED} model without sha256 records: edits to \
+                 its files cannot be detected; refit it to add them",
+                cfg_path.display()
+            )),
+        }
+        Ok((
+            Model {
+                config,
+                projection,
+                word_stats,
+                banks,
+            },
+            notes,
+        ))
     }
 
     /// The image features this model takes, computed with `weights` (default: the models
@@ -257,5 +317,160 @@ impl Model {
             )));
         }
         Ok(got)
+    }
+}
+
+const TENSORS: &str = "projection.safetensors";
+const STATS: &str = "word_stats.json";
+/// config.json's key for its sha256 record.
+const INTEGRITY: &str = "integrity";
+
+/// What config.json records of the model's contents.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Integrity {
+    /// sha256 of config.json's text without its `integrity` line (see [`split_record`]).
+    config_sha256: String,
+    /// sha256 of each other file of the folder, by file name.
+    files: std::collections::BTreeMap<String, String>,
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+/// How config.json begins: its record comes first, on one line.
+const RECORD_PREFIX: &str = "{\n  \"integrity\": ";
+
+/// config.json's text split into its record (the JSON after `"integrity": `) and the rest as
+/// it was before the record went in. The text is hashed, not the parsed values: serde_json's
+/// float parsing is not always exact, so numbers read back can differ in their last bit.
+fn split_record(text: &str) -> Option<(&str, String)> {
+    let rest = text.strip_prefix(RECORD_PREFIX)?;
+    let (line, after) = rest.split_once('\n')?;
+    Some((line.strip_suffix(',')?, format!("{{\n{after}")))
+}
+
+/// config.json's bytes: the config with the sha256 of its text and of `files` (name, bytes).
+fn config_json(config: &ModelConfig, files: &[(&str, &[u8])]) -> Result<Vec<u8>> {
+    let err = |e: serde_json::Error| Error::Model(e.to_string());
+    let body = serde_json::to_string_pretty(config).map_err(err)?;
+    with_integrity(&body, files)
+}
+
+/// `body` (pretty JSON of an object) with the record as its first entry.
+fn with_integrity(body: &str, files: &[(&str, &[u8])]) -> Result<Vec<u8>> {
+    let err = |e: serde_json::Error| Error::Model(e.to_string());
+    let rec = Integrity {
+        config_sha256: sha256_hex(body.as_bytes()),
+        files: files
+            .iter()
+            .map(|(n, b)| (n.to_string(), sha256_hex(b)))
+            .collect(),
+    };
+    let rest = body
+        .strip_prefix("{\n")
+        .ok_or_else(|| Error::Model("model config is not a JSON object".into()))?;
+    let rec = serde_json::to_string(&rec).map_err(err)?;
+    Ok(format!("{RECORD_PREFIX}{rec},\n{rest}").into_bytes())
+}
+
+fn short(sha: &str) -> &str {
+    sha.get(..12).unwrap_or(sha)
+}
+
+impl Integrity {
+    /// `body`: config.json's text without the record ([`split_record`]; None when the record
+    /// is not where a save puts it, i.e. the file was rewritten).
+    fn verify_config(&self, path: &Path, body: Option<&str>) -> Result<()> {
+        let got = body.map(|b| sha256_hex(b.as_bytes()));
+        if got.as_deref() == Some(self.config_sha256.as_str()) {
+            return Ok(());
+        }
+        Err(Error::file(
+            path,
+            format!(
+                "settings changed since the model was saved (sha256 of its text {}, recorded \
+                 {}…): a model's settings cannot be edited, since its matrices were fitted for \
+                 them; restore the file or refit with the settings you want",
+                got.as_deref()
+                    .map_or("unknown: the file was rewritten".into(), |g| format!(
+                        "{}…",
+                        short(g)
+                    )),
+                short(&self.config_sha256)
+            ),
+        ))
+    }
+
+    fn verify_file(&self, path: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+        let Some(want) = self.files.get(name) else {
+            return Err(Error::file(
+                path,
+                format!("config.json records no sha256 for {name}: restore config.json or refit"),
+            ));
+        };
+        let got = sha256_hex(bytes);
+        if &got == want {
+            return Ok(());
+        }
+        Err(Error::file(
+            path,
+            format!(
+                "not the file this model was saved with (sha256 {}…, config.json records {}…): \
+                 it was edited or copied from another model; restore it or refit",
+                short(&got),
+                short(want)
+            ),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_config_record_survives_a_save_and_load_and_catches_edits() {
+        // f64 values whose parse is not exact in serde_json (about one in ten): the hash must
+        // not depend on them being read back bit for bit.
+        #[derive(serde::Serialize)]
+        struct C {
+            a: f32,
+            b: Vec<f64>,
+            s: &'static str,
+        }
+        let b: Vec<f64> = (1..200).map(|i| (i as f64 * 0.7368).sin() * 37.0).collect();
+        let body = serde_json::to_string_pretty(&C {
+            a: 1e-3,
+            b,
+            s: "avg",
+        })
+        .unwrap();
+        let bytes = with_integrity(&body, &[("x", b"1")]).unwrap();
+        let text = String::from_utf8(bytes).unwrap();
+        let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let rec: Integrity =
+            serde_json::from_value(v.as_object_mut().unwrap().remove(INTEGRITY).unwrap()).unwrap();
+        let (line, rest) = split_record(&text).unwrap();
+        assert_eq!(serde_json::from_str::<Integrity>(line).unwrap(), rec);
+        assert_eq!(rest, body);
+        let p = Path::new("config.json");
+        rec.verify_config(p, Some(&rest)).unwrap();
+        rec.verify_file(Path::new("x"), "x", b"1").unwrap();
+        assert!(rec.verify_file(Path::new("x"), "x", b"2").is_err());
+        assert!(rec.verify_file(Path::new("y"), "y", b"1").is_err());
+        // One value changed, or the file rewritten (record moved): refused, naming the file.
+        let edited = text.replace("\"avg\"", "\"max\"");
+        let e = rec
+            .verify_config(p, split_record(&edited).map(|x| x.1).as_deref())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("config.json") && e.contains("settings changed"),
+            "{e}"
+        );
+        assert!(split_record(&serde_json::to_string(&v).unwrap()).is_none());
+        assert!(rec.verify_config(p, None).is_err());
     }
 }

@@ -1,7 +1,8 @@
 //! Input tables: training pairs (附件1), and the Teddy query/gallery files (附件2, 附件3).
 //!
 //! Every reader names the file and the 1-based data row (header = row 0) in its errors, accepts a
-//! UTF-8 BOM, and decodes GBK files (common for Chinese CSVs saved by Excel) when they are not UTF-8.
+//! UTF-8 BOM, decodes UTF-16 (Excel's "Unicode text"; by its BOM, or by its zero bytes when it has
+//! none), and decodes GBK files (common for Chinese CSVs saved by Excel) when they are not UTF-8.
 pub mod synthetic;
 
 use crate::error::{Error, Result};
@@ -13,6 +14,8 @@ use std::path::{Path, PathBuf};
 pub enum Encoding {
     Utf8,
     Gbk,
+    Utf16Le,
+    Utf16Be,
 }
 
 /// Raw table: header names and rows of strings, with the encoding that was detected.
@@ -51,7 +54,55 @@ pub fn read_table(path: &Path) -> Result<Table> {
     })
 }
 
+/// UTF-16 by its BOM, or (without one) by zero bytes, which no UTF-8 or GBK text holds: ASCII
+/// characters in UTF-16 have a zero high byte, so zeros at odd positions mean little-endian.
+fn utf16_of(bytes: &[u8]) -> Option<(Encoding, &[u8])> {
+    if let Some(rest) = bytes.strip_prefix(b"\xFF\xFE") {
+        return Some((Encoding::Utf16Le, rest));
+    }
+    if let Some(rest) = bytes.strip_prefix(b"\xFE\xFF") {
+        return Some((Encoding::Utf16Be, rest));
+    }
+    let zeros = |parity: usize| {
+        bytes
+            .iter()
+            .skip(parity)
+            .step_by(2)
+            .filter(|&&b| b == 0)
+            .count()
+    };
+    let (even, odd) = (zeros(0), zeros(1));
+    if even + odd == 0 {
+        return None;
+    }
+    Some((
+        if odd >= even {
+            Encoding::Utf16Le
+        } else {
+            Encoding::Utf16Be
+        },
+        bytes,
+    ))
+}
+
 fn decode_text(path: &Path, bytes: &[u8]) -> Result<(String, Encoding)> {
+    if let Some((enc, body)) = utf16_of(bytes) {
+        let (name, coding) = match enc {
+            Encoding::Utf16Be => ("UTF-16BE", encoding_rs::UTF_16BE),
+            _ => ("UTF-16LE", encoding_rs::UTF_16LE),
+        };
+        let (text, had_errors) = coding.decode_without_bom_handling(body);
+        if had_errors || text.contains('\0') {
+            return Err(Error::file(
+                path,
+                format!(
+                    "holds zero bytes, as no UTF-8 text does, but is not valid {name} text \
+                     either; re-save the file as UTF-8 CSV"
+                ),
+            ));
+        }
+        return Ok((text.into_owned(), enc));
+    }
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     match std::str::from_utf8(bytes) {
         Ok(s) => Ok((s.to_string(), Encoding::Utf8)),
@@ -277,6 +328,119 @@ pub fn group_images(pairs: &[Pair]) -> (Vec<String>, Vec<usize>) {
     (images, owners)
 }
 
+/// A pairs file split by image ([`split_by_image`]): every caption of an image goes to the same
+/// side.
+#[derive(Debug)]
+pub struct Split {
+    /// Source pairs file (for messages).
+    pub path: PathBuf,
+    pub train: Vec<Pair>,
+    pub held_out: Vec<Pair>,
+    /// Distinct images: all, and held out.
+    pub images: usize,
+    pub held_out_images: usize,
+    /// Held-out images without a file in the image folder (when one was given), one per image
+    /// with the row it first appears on: a Teddy layout would list them with no image.
+    pub missing: Vec<Skip>,
+}
+
+/// Split pairs by image: `held_out` images drawn with `seed` (a seeded shuffle of the images in
+/// first-appearance order, the first `held_out` held out). With `images`, held-out ids that are
+/// not a regular file there are listed in [`Split::missing`].
+pub fn split_by_image(
+    p: &Pairs,
+    held_out: usize,
+    seed: u64,
+    images: Option<&Path>,
+) -> Result<Split> {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    let (ids, owner) = group_images(&p.pairs);
+    if held_out >= ids.len() {
+        return Err(Error::file(
+            &p.path,
+            format!(
+                "--held-out {held_out} must be below the file's {} images",
+                ids.len()
+            ),
+        ));
+    }
+    let mut order: Vec<usize> = (0..ids.len()).collect();
+    order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
+    let held: HashSet<usize> = order[..held_out].iter().copied().collect();
+    let (mut train, mut held_pairs, mut missing) = (Vec::new(), Vec::new(), Vec::new());
+    let mut checked = HashSet::new();
+    for (pair, &o) in p.pairs.iter().zip(&owner) {
+        if !held.contains(&o) {
+            train.push(pair.clone());
+            continue;
+        }
+        held_pairs.push(pair.clone());
+        if let Some(dir) = images {
+            // Following links, as reading the image would; a folder or FIFO is no image.
+            let is_file = std::fs::metadata(dir.join(&pair.image_id)).is_ok_and(|m| m.is_file());
+            if checked.insert(o) && !is_file {
+                missing.push(Skip {
+                    file: p.path.display().to_string(),
+                    row: pair.row,
+                    id: pair.image_id.clone(),
+                    reason: format!("held-out image has no file in {}", dir.display()),
+                });
+            }
+        }
+    }
+    Ok(Split {
+        path: p.path.clone(),
+        train,
+        held_out: held_pairs,
+        images: ids.len(),
+        held_out_images: held_out,
+        missing,
+    })
+}
+
+impl Split {
+    /// Warnings for the user: held-out images without a file (named, the first few).
+    pub fn notes(&self) -> Vec<String> {
+        if self.missing.is_empty() {
+            return Vec::new();
+        }
+        let shown: Vec<String> = self
+            .missing
+            .iter()
+            .take(5)
+            .map(|s| format!("`{}` (row {})", s.id, s.row))
+            .collect();
+        let more = self.missing.len().saturating_sub(shown.len());
+        vec![format!(
+            "warning: {} of the {} held-out images of {} have no file ({}): {}{}",
+            self.missing.len(),
+            self.held_out_images,
+            self.path.display(),
+            self.missing[0].reason,
+            shown.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        )]
+    }
+}
+
+/// An `image_id,caption` CSV of pairs (as `split` writes train.csv and heldout.csv), with `path`
+/// (the file it will be written to) in any error.
+pub fn pairs_csv(path: &Path, pairs: &[Pair]) -> Result<Vec<u8>> {
+    let err = |e: csv::Error| Error::file(path, format!("cannot write CSV: {e}"));
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(["image_id", "caption"]).map_err(err)?;
+    for p in pairs {
+        w.write_record([&p.image_id, &p.caption]).map_err(err)?;
+    }
+    w.into_inner()
+        .map_err(|e| Error::file(path, format!("cannot write CSV: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -375,5 +539,118 @@ mod tests {
         );
         let e = read_pairs(&p).unwrap_err().to_string();
         assert!(e.contains("r.csv") && e.contains("row 2"), "{e}");
+    }
+
+    #[test]
+    fn utf16_with_and_without_bom_is_decoded() {
+        let d = tempfile::tempdir().unwrap();
+        let text = "image_id,caption\na.jpg,一只黑色的狗\n";
+        let le: Vec<u8> = text.encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
+        let be: Vec<u8> = text.encode_utf16().flat_map(|u| u.to_be_bytes()).collect();
+        for (name, bytes, enc) in [
+            (
+                "le_bom.csv",
+                [&b"\xFF\xFE"[..], &le].concat(),
+                Encoding::Utf16Le,
+            ),
+            ("le.csv", le.clone(), Encoding::Utf16Le),
+            (
+                "be_bom.csv",
+                [&b"\xFE\xFF"[..], &be].concat(),
+                Encoding::Utf16Be,
+            ),
+            ("be.csv", be.clone(), Encoding::Utf16Be),
+        ] {
+            let p = write(d.path(), name, &bytes);
+            let r = read_pairs(&p).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(r.encoding, enc, "{name}");
+            assert_eq!(r.pairs[0].image_id, "a.jpg", "{name}");
+            assert_eq!(r.pairs[0].caption, "一只黑色的狗", "{name}");
+        }
+        // Zero bytes that are no UTF-16 either: an error naming the file, never "GBK".
+        let p = write(d.path(), "odd.csv", b"image_id,caption\na.jpg,\0x\n\0");
+        let e = read_pairs(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("odd.csv") && e.contains("UTF-16") && !e.contains("GBK"),
+            "{e}"
+        );
+    }
+
+    fn pairs_of(n_images: usize) -> Pairs {
+        let pairs = (0..n_images)
+            .flat_map(|i| {
+                (0..2).map(move |k| Pair {
+                    image_id: format!("img{i}.jpg"),
+                    caption: format!("第{i}张图 {k}"),
+                    row: 2 * i + k + 1,
+                })
+            })
+            .collect();
+        Pairs {
+            path: PathBuf::from("some/pairs.csv"),
+            encoding: Encoding::Utf8,
+            pairs,
+            skipped: Vec::new(),
+            duplicates: 0,
+        }
+    }
+
+    #[test]
+    fn split_keeps_images_whole_and_names_held_out_images_without_a_file() {
+        let d = tempfile::tempdir().unwrap();
+        let p = pairs_of(10);
+        for i in 0..10 {
+            if i % 3 != 0 {
+                write(d.path(), &format!("img{i}.jpg"), b"x");
+            }
+        }
+        let s = split_by_image(&p, 4, 2024, Some(d.path())).unwrap();
+        assert_eq!((s.images, s.held_out_images), (10, 4));
+        assert_eq!(s.train.len() + s.held_out.len(), 20);
+        let held: HashSet<&str> = s.held_out.iter().map(|p| p.image_id.as_str()).collect();
+        assert_eq!(held.len(), 4);
+        assert!(s.train.iter().all(|p| !held.contains(p.image_id.as_str())));
+        // Exactly the held-out ids without a file, once each, with their first row.
+        let want: Vec<&str> = {
+            let mut v: Vec<&str> = held
+                .iter()
+                .copied()
+                .filter(|id| !d.path().join(id).is_file())
+                .collect();
+            v.sort();
+            v
+        };
+        let mut got: Vec<&str> = s.missing.iter().map(|m| m.id.as_str()).collect();
+        got.sort();
+        assert_eq!(got, want);
+        for m in &s.missing {
+            let first = p.pairs.iter().find(|x| x.image_id == m.id).unwrap().row;
+            assert_eq!(m.row, first);
+        }
+        let notes = s.notes();
+        assert_eq!(notes.is_empty(), want.is_empty());
+        if let Some(n) = notes.first() {
+            assert!(n.contains("some/pairs.csv") && n.contains(want[0]), "{n}");
+        }
+        // The same seed gives the same split; no folder, no check.
+        let again = split_by_image(&p, 4, 2024, None).unwrap();
+        assert_eq!(again.held_out, s.held_out);
+        assert!(again.missing.is_empty());
+        // Too many held out: the error names the file.
+        let e = split_by_image(&p, 10, 1, None).unwrap_err().to_string();
+        assert!(
+            e.contains("some/pairs.csv") && e.contains("10 images"),
+            "{e}"
+        );
+        // Written pairs read back the same.
+        let out = d.path().join("train.csv");
+        std::fs::write(&out, pairs_csv(&out, &s.train).unwrap()).unwrap();
+        let back = read_pairs(&out).unwrap();
+        let strip = |v: &[Pair]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|p| (p.image_id.clone(), p.caption.clone()))
+                .collect()
+        };
+        assert_eq!(strip(&back.pairs), strip(&s.train));
     }
 }

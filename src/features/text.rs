@@ -95,6 +95,52 @@ impl Default for TextFeatureConfig {
     }
 }
 
+impl TextFeatureConfig {
+    /// Validate the options before any work (a NaN or negative weight would otherwise surface
+    /// as a failed factorisation, or scale a block silently): `--w2v-weight` (bag
+    /// `w2v_weight`), `--second-weight` (`second.weight`), `--bag-max-terms`, `--bag-no-*`.
+    pub fn check(&self) -> Result<()> {
+        let bad = |what: &str, v: f32, rule: &str| {
+            Err(Error::Param(format!("{what} must be {rule}, got {v}")))
+        };
+        if !(self.sif_a.is_finite() && self.sif_a > 0.0) {
+            return bad("the SIF constant a", self.sif_a, "finite and > 0");
+        }
+        if let Some(b) = &self.bag {
+            if !(b.w2v_weight.is_finite() && b.w2v_weight >= 0.0) {
+                return bad(
+                    "--w2v-weight (the word-vector mean's weight beside the bag)",
+                    b.w2v_weight,
+                    "finite and >= 0",
+                );
+            }
+            if b.max_terms == 0 {
+                return Err(Error::Param(
+                    "--bag-max-terms must be at least 1 (or turn the bag off with --bag false)"
+                        .into(),
+                ));
+            }
+            if !(b.words || b.chars || b.bigrams) {
+                return Err(Error::Param(
+                    "the bag needs words, characters or bigrams (all three are turned off); \
+                     turn the bag off with --bag false instead"
+                        .into(),
+                ));
+            }
+        }
+        if let Some(s) = &self.second {
+            if !(s.weight.is_finite() && s.weight > 0.0) {
+                return bad(
+                    "--second-weight (the second word-vector set's weight)",
+                    s.weight,
+                    "finite and > 0 (0: no second set)",
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Token statistics of the training captions (for IDF and SIF weights).
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct WordStats {
@@ -243,6 +289,7 @@ impl TextEncoder {
         vectors: Option<&Path>,
         second: Option<&Path>,
     ) -> Result<TextEncoder> {
+        cfg.check()?;
         let second = match &cfg.second {
             None => None,
             Some(_) => {
@@ -671,4 +718,58 @@ fn load_word2vec(path: &Path) -> Result<(Embeddings<SimpleVocab, NdArray>, Strin
     let e =
         read.map_err(|e| Error::asset(path, format!("not a readable word2vec binary file ({e})")))?;
     Ok((e, sha))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_weights_and_empty_bags_are_refused_up_front() {
+        TextFeatureConfig::default().check().unwrap();
+        let with_w2v = |w: f32| TextFeatureConfig {
+            bag: Some(BagConfig {
+                w2v_weight: w,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        with_w2v(0.0).check().unwrap();
+        for w in [f32::NAN, f32::INFINITY, -1.0] {
+            let e = with_w2v(w).check().unwrap_err().to_string();
+            assert!(e.contains("--w2v-weight"), "{w}: {e}");
+        }
+        let second = |w: f32| TextFeatureConfig {
+            second: Some(SecondVectors { weight: w }),
+            ..Default::default()
+        };
+        second(0.5).check().unwrap();
+        for w in [f32::NAN, f32::NEG_INFINITY, -0.5, 0.0] {
+            assert!(second(w).check().is_err(), "{w}");
+        }
+        let bag = |b: BagConfig| TextFeatureConfig {
+            bag: Some(b),
+            ..Default::default()
+        };
+        assert!(bag(BagConfig {
+            max_terms: 0,
+            ..Default::default()
+        })
+        .check()
+        .is_err());
+        assert!(bag(BagConfig {
+            words: false,
+            chars: false,
+            bigrams: false,
+            ..Default::default()
+        })
+        .check()
+        .is_err());
+        // The check runs before any file is read: no vectors are needed to see the error.
+        let e = TextEncoder::load(with_w2v(f32::NAN), Some(Path::new("/nonexistent.vector")))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("--w2v-weight"), "{e}");
+    }
 }

@@ -133,6 +133,10 @@ pub fn fit(opts: &FitOptions) -> Result<(Model, FitReport)> {
     if opts.sets.is_empty() {
         return Err(Error::Param("no training pairs file given".into()));
     }
+    // Bad flags are refused before any feature is computed.
+    opts.text.check()?;
+    opts.projection.check()?;
+    opts.extract.check()?;
     let spec = opts.image.resolve(opts.extract.weights.as_deref())?;
     let mut enc = TextEncoder::load_with(
         opts.text.clone(),
@@ -142,6 +146,7 @@ pub fn fit(opts: &FitOptions) -> Result<(Model, FitReport)> {
     let pf = load_pairs_features(&opts.sets, &spec, &opts.extract)?;
     enc.fit_stats(&pf.captions);
     let (texts, oov) = enc.features(&pf.captions);
+    crate::projection::check_fit_data(pf.images.view(), &pf.owner, None)?;
     // Captions with no known token carry no signal: leave them out of the fit, and say so.
     let mut skipped = pf.skipped;
     let keep: Vec<usize> = (0..texts.nrows())

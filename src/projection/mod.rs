@@ -126,7 +126,98 @@ fn fold(
     }
 }
 
+/// Refuse training data that admits no shared space, before fitting: fewer than 2 pairs, all
+/// captions of one image, images with identical features, identical caption features, or
+/// non-finite values. Without this the fit "succeeds" with canonical correlations of 0.000 (or
+/// fails inside LAPACK), and the model ranks at random. `images` has one row per distinct image,
+/// `owner[i]` is the image row of caption `i`; `texts` (one row per caption) may be left out to
+/// check the pairs and images alone (before captions without a known token are dropped).
+pub fn check_fit_data(
+    images: ArrayView2<f32>,
+    owner: &[usize],
+    texts: Option<ArrayView2<f32>>,
+) -> Result<()> {
+    let n = owner.len();
+    if n < 2 {
+        return Err(Error::Data(format!(
+            "fitting needs at least 2 image-caption pairs ({n} usable given)"
+        )));
+    }
+    if texts.is_some_and(|t| t.nrows() != n) {
+        return Err(Error::Param(
+            "one owner image per caption row is needed".into(),
+        ));
+    }
+    if let Some(&bad) = owner.iter().find(|&&o| o >= images.nrows()) {
+        return Err(Error::Param(format!("owner index {bad} out of range")));
+    }
+    for (what, m) in [
+        ("image", Some(images.view())),
+        ("caption", texts.as_ref().map(|t| t.view())),
+    ] {
+        let Some(m) = m else { continue };
+        if let Some(((r, _), v)) = m.indexed_iter().find(|(_, v)| !v.is_finite()) {
+            return Err(Error::Data(format!(
+                "{what} features hold a non-finite value ({v} in row {})",
+                r + 1
+            )));
+        }
+    }
+    let used: std::collections::BTreeSet<usize> = owner.iter().copied().collect();
+    if used.len() < 2 {
+        return Err(Error::Data(format!(
+            "all {n} training captions describe one image: fitting needs pairs of at least 2 \
+             different images"
+        )));
+    }
+    let used: Vec<usize> = used.into_iter().collect();
+    if all_rows_equal(images.select(Axis(0), &used).view()) {
+        return Err(Error::Data(format!(
+            "the {} training images have identical features (copies of one picture?): fitting \
+             needs at least 2 different images",
+            used.len()
+        )));
+    }
+    if texts.is_some_and(all_rows_equal) {
+        return Err(Error::Data(format!(
+            "all {n} training captions have identical text features (the same caption, or the \
+             same known words): fitting needs at least 2 different captions"
+        )));
+    }
+    Ok(())
+}
+
+/// Every row equals the first, up to f32 rounding relative to the values' scale.
+fn all_rows_equal(m: ArrayView2<f32>) -> bool {
+    let Some(first) = m.rows().into_iter().next() else {
+        return true;
+    };
+    let scale = m.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+    let tol = 1e-6 * scale;
+    m.rows().into_iter().all(|r| {
+        r.iter()
+            .zip(first.iter())
+            .all(|(a, b)| (a - b).abs() <= tol)
+    })
+}
+
+/// Below this, the best canonical correlation means the two sides share nothing.
+const MIN_CORRELATION: f64 = 1e-6;
+
 impl ProjectionParams {
+    /// Validate the parameters before any work: `--power` (finite, >= 0), `--components` (>= 1),
+    /// `--reg-image` / `--reg-text` (finite, >= 0).
+    pub fn check(&self) -> Result<()> {
+        if !(self.power >= 0.0 && self.power.is_finite()) {
+            return Err(Error::Param(format!(
+                "--power must be finite and >= 0, got {}",
+                self.power
+            )));
+        }
+        use linfa::ParamGuard;
+        self.cca.check_ref().map(|_| ())
+    }
+
     /// Fit on pairs: `images` holds one row per distinct image, `owner[i]` is the image row of
     /// caption row `i` of `texts`. The image PCA is fitted on distinct images (each counted once).
     pub fn fit(
@@ -135,52 +226,48 @@ impl ProjectionParams {
         owner: &[usize],
         texts: ArrayView2<f32>,
     ) -> Result<Projection> {
-        if owner.len() != texts.nrows() {
-            return Err(Error::Param(
-                "one owner image per caption row is needed".into(),
-            ));
-        }
-        if texts.nrows() < 2 || images.nrows() < 1 {
-            return Err(Error::Param(format!(
-                "fitting needs at least 2 caption rows and 1 image ({} and {} given)",
-                texts.nrows(),
-                images.nrows()
-            )));
-        }
-        if !(self.power >= 0.0 && self.power.is_finite()) {
-            return Err(Error::Param(format!(
-                "power must be finite and >= 0, got {}",
-                self.power
-            )));
-        }
-        if let Some(&bad) = owner.iter().find(|&&o| o >= images.nrows()) {
-            return Err(Error::Param(format!("owner index {bad} out of range")));
-        }
+        self.check()?;
+        // Checked after normalisation: images whose features differ only in scale are the same
+        // image to an L2-normalised fit.
+        let normed = self.image_norm.apply(images);
+        check_fit_data(normed.view(), owner, Some(texts))?;
         let (kx, ky) = match self.method {
             Method::PcaCca => (self.pca_image, self.pca_text),
             Method::Cca => (0, 0),
         };
-        let (zx_img, mx, px) = side_pca(
-            self.image_norm.apply(images).mapv(f64::from),
-            kx,
-            self.whiten,
-            self.pca_solver,
-        )?;
+        let (zx_img, mx, px) = side_pca(normed.mapv(f64::from), kx, self.whiten, self.pca_solver)?;
         let zx = zx_img.select(Axis(0), owner);
         let (zy, my, py) = side_pca(texts.mapv(f64::from), ky, self.whiten, self.pca_solver)?;
         let cca = self.cca.fit(&DatasetBase::new(zx, zy))?;
+        let best = cca.correlations.iter().cloned().fold(0.0f64, f64::max);
+        if best.is_nan() || best < MIN_CORRELATION {
+            return Err(Error::Data(format!(
+                "image and caption features share no direction (best canonical correlation \
+                 {best:.3e}): the pairs carry no signal to fit"
+            )));
+        }
         let scale = cca.correlations.mapv(|c| c.max(0.0).powf(self.power));
         let (image_mean, image_proj) = fold(px, &cca.wx, mx, &cca.mean_x)?;
         let (text_mean, text_proj) = fold(py, &cca.wy, my, &cca.mean_y)?;
         let f32s = |m: Array1<f64>| m.mapv(|v| v as f32);
-        Ok(Projection {
+        let p = Projection {
             image_norm: self.image_norm,
             image_mean: f32s(image_mean),
             image_proj: (&image_proj * &scale).mapv(|v| v as f32),
             text_mean: f32s(text_mean),
             text_proj: (&text_proj * &scale).mapv(|v| v as f32),
             correlations: cca.correlations.to_vec(),
-        })
+        };
+        // Never hand out a model whose scores would be NaN (a load would refuse it anyway).
+        let finite = p.image_mean.iter().chain(&p.image_proj).chain(&p.text_mean);
+        if !finite.chain(&p.text_proj).all(|v| v.is_finite())
+            || !p.correlations.iter().all(|c| c.is_finite())
+        {
+            return Err(Error::Linalg(
+                "the fit produced non-finite values (features too large or degenerate)".into(),
+            ));
+        }
+        Ok(p)
     }
 }
 
@@ -208,3 +295,85 @@ impl Projection {
 
 /// L2-normalise rows (a zero row stays zero).
 pub use crate::kernel::normalize_rows;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Caption rows that follow their image's features with some noise, 12 images × 2 captions.
+    fn pairs() -> (Array2<f32>, Vec<usize>, Array2<f32>) {
+        let h = |i: usize, j: usize| ((i * 2654435761 + j * 40503) % 1000) as f32 / 1000.0 - 0.5;
+        let images = Array2::from_shape_fn((12, 6), |(i, j)| h(i, j) + 1.0);
+        let owner: Vec<usize> = (0..24).map(|t| t / 2).collect();
+        let texts = Array2::from_shape_fn((24, 5), |(t, j)| images[[t / 2, j]] + 0.1 * h(t, j + 7));
+        (images, owner, texts)
+    }
+
+    fn params() -> ProjectionParams {
+        ProjectionParams {
+            cca: CcaParams::new(3).reg(0.1, 0.1),
+            ..Default::default()
+        }
+    }
+
+    fn fit_err(images: &Array2<f32>, owner: &[usize], texts: &Array2<f32>) -> String {
+        params()
+            .fit(images.view(), owner, texts.view())
+            .expect_err("degenerate data must be refused")
+            .to_string()
+    }
+
+    #[test]
+    fn degenerate_training_data_is_refused_with_what_is_wrong() {
+        let (images, owner, texts) = pairs();
+        let p = params().fit(images.view(), &owner, texts.view()).unwrap();
+        assert!(p.correlations[0] > 0.5, "{:?}", p.correlations);
+
+        // One pair.
+        let e = fit_err(
+            &images,
+            &owner[..1],
+            &texts.slice(ndarray::s![..1, ..]).to_owned(),
+        );
+        assert!(e.contains("at least 2 image-caption pairs"), "{e}");
+        // Every caption of one image.
+        let e = fit_err(&images, &[3; 24], &texts);
+        assert!(e.contains("describe one image"), "{e}");
+        // Different files, identical pictures.
+        let same = Array2::from_shape_fn((12, 6), |(_, j)| j as f32 + 1.0);
+        let e = fit_err(&same, &owner, &texts);
+        assert!(e.contains("identical features"), "{e}");
+        // Identical captions.
+        let same_text = Array2::from_shape_fn((24, 5), |(_, j)| j as f32 - 2.0);
+        let e = fit_err(&images, &owner, &same_text);
+        assert!(e.contains("identical text features"), "{e}");
+        // NaN in the caption features (e.g. from a NaN weight).
+        let mut nan = texts.clone();
+        nan[[5, 2]] = f32::NAN;
+        let e = fit_err(&images, &owner, &nan);
+        assert!(e.contains("non-finite") && e.contains("row 6"), "{e}");
+        // The pairs-and-images check alone, as fit runs it before dropping captions.
+        check_fit_data(images.view(), &owner, None).unwrap();
+        assert!(check_fit_data(images.view(), &[0], None).is_err());
+        assert!(check_fit_data(images.view(), &[1, 1], None).is_err());
+    }
+
+    #[test]
+    fn parameters_are_checked_before_fitting() {
+        params().check().unwrap();
+        for power in [f64::NAN, f64::INFINITY, -1.0] {
+            let p = ProjectionParams { power, ..params() };
+            assert!(p.check().unwrap_err().to_string().contains("--power"));
+        }
+        let p = ProjectionParams {
+            cca: CcaParams::new(0),
+            ..params()
+        };
+        assert!(p.check().is_err());
+        let p = ProjectionParams {
+            cca: CcaParams::new(3).reg(f64::NAN, 0.1),
+            ..params()
+        };
+        assert!(p.check().is_err());
+    }
+}

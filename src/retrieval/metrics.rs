@@ -26,12 +26,20 @@ impl EvalReport {
     }
 }
 
+/// The rank of a true item that was not retrieved at all (scored NaN): beyond every K.
+pub const NOT_RETRIEVED: usize = usize::MAX;
+
 /// 1-based rank of the best of `truth` in a score row, under the same order as `top_k`
-/// (higher score first, ties broken by lower index).
+/// (higher score first, ties broken by lower index). A NaN score is never a match: a true item
+/// scored NaN is [`NOT_RETRIEVED`] (even in a gallery of one), and a NaN score elsewhere in the
+/// row ranks below every number (it never pushes the true item down).
 pub fn rank_of(row: &[f32], truth: &[usize]) -> usize {
     truth
         .iter()
         .map(|&t| {
+            if row[t].is_nan() {
+                return NOT_RETRIEVED;
+            }
             let tv = (t, row[t]);
             1 + row
                 .iter()
@@ -43,18 +51,28 @@ pub fn rank_of(row: &[f32], truth: &[usize]) -> usize {
         .expect("at least one true item")
 }
 
-/// Recall (percent) and median rank from 1-based ranks.
+/// Recall (percent) and median rank from 1-based ranks ([`NOT_RETRIEVED`] counts as an
+/// infinite rank: never a hit, and a median rank of infinity when it is the median).
 pub fn recall(ranks: &[usize]) -> Recall {
     let n = ranks.len().max(1) as f64;
     let at = |k: usize| 100.0 * ranks.iter().filter(|&&r| r <= k).count() as f64 / n;
-    let mut sorted = ranks.to_vec();
-    sorted.sort_unstable();
+    let mut sorted: Vec<f64> = ranks
+        .iter()
+        .map(|&r| {
+            if r == NOT_RETRIEVED {
+                f64::INFINITY
+            } else {
+                r as f64
+            }
+        })
+        .collect();
+    sorted.sort_unstable_by(f64::total_cmp);
     let medr = if sorted.is_empty() {
         f64::NAN
     } else if sorted.len() % 2 == 1 {
-        sorted[sorted.len() / 2] as f64
+        sorted[sorted.len() / 2]
     } else {
-        (sorted[sorted.len() / 2 - 1] + sorted[sorted.len() / 2]) as f64 / 2.0
+        (sorted[sorted.len() / 2 - 1] + sorted[sorted.len() / 2]) / 2.0
     };
     Recall {
         r1: at(1),
@@ -128,6 +146,27 @@ mod tests {
         assert!((r.r5 - 200.0 / 6.0).abs() < 1e-9);
         assert!((r.r10 - 400.0 / 6.0).abs() < 1e-9);
         assert_eq!(r.medr, 8.0);
+    }
+
+    #[test]
+    fn nan_scores_are_never_hits() {
+        // A NaN model scores every pair NaN: nothing is retrieved (it used to score 100 %).
+        let sim = ndarray::Array2::<f32>::from_elem((4, 2), f32::NAN);
+        let r = evaluate(sim.view(), &[0, 0, 1, 1]);
+        for x in [r.i2t, r.t2i] {
+            assert_eq!((x.r1, x.r5, x.r10), (0.0, 0.0, 0.0), "{x:?}");
+        }
+        assert_eq!(r.t2i.medr, f64::INFINITY);
+        // A single item scored NaN is not a hit even when it is the only candidate.
+        assert_eq!(rank_of(&[f32::NAN], &[0]), NOT_RETRIEVED);
+        assert_eq!(recall(&[NOT_RETRIEVED]).r1, 0.0);
+        // Half retrieved: the median is between a rank and infinity.
+        let h = recall(&[1, NOT_RETRIEVED]);
+        assert_eq!((h.r1, h.medr), (50.0, f64::INFINITY));
+        // NaN elsewhere in the row does not displace a finite true score.
+        assert_eq!(rank_of(&[f32::NAN, 0.2, f32::NAN], &[1]), 1);
+        // +inf is a number: it ranks first, as the ranking's order does.
+        assert_eq!(rank_of(&[0.5, f32::INFINITY], &[0]), 2);
     }
 
     #[test]
