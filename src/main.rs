@@ -166,6 +166,19 @@ struct ModelArgs {
 }
 
 impl ModelArgs {
+    /// The files and folders a command reads through these options (no output may be one).
+    fn inputs(&self) -> Vec<&Path> {
+        std::iter::once(&self.model)
+            .chain(
+                self.vectors
+                    .iter()
+                    .chain(&self.weights)
+                    .chain(&self.vectors2),
+            )
+            .map(PathBuf::as_path)
+            .collect()
+    }
+
     fn vector_files(&self) -> pipeline::VectorFiles {
         pipeline::VectorFiles {
             words: self.vectors.clone(),
@@ -533,6 +546,10 @@ fn image_config(a: &ImageArgs) -> ImageFeatureConfig {
 }
 
 fn report_skips(skips: &[tuwen::data::Skip], list: Option<&Path>) -> Result<()> {
+    // Written even when empty, so no list of an earlier run is left in its place.
+    if let (Some(p), true) = (list, skips.is_empty()) {
+        out_csv::write_skips(p, skips)?;
+    }
     if skips.is_empty() {
         return Ok(());
     }
@@ -671,6 +688,13 @@ fn fit(c: FitCmd) -> Result<()> {
         vectors: c.text.vectors.clone(),
         vectors2: c.text.vectors2.clone(),
     };
+    let inputs: Vec<&Path> = (c.pairs.iter().chain(&c.images))
+        .chain(c.text.vectors.iter().chain(&c.text.vectors2))
+        .chain(&c.image.weights)
+        .map(PathBuf::as_path)
+        .collect();
+    // Before the fit, so a wrong --out costs nothing (save checks again).
+    Model::check_save_target(&c.out, &inputs)?;
     let (model, rep) = pipeline::fit(&opts)?;
     model
         .save(&c.out)
@@ -753,10 +777,22 @@ fn rank(c: RankCmd) -> Result<()> {
         bail!("nothing to rank: give --teddy-dir, or --word-test/--image-data/--images, or --image-test/--word-data/--images");
     }
     pipeline::check_distinct_outputs(&jobs)?;
-    let ranker = pipeline::Ranker::new(&model, &ex, &c.model.vector_files(), c.score.options())?;
-    let mut skips = Vec::new();
     for j in &jobs {
-        let r = ranker.run(j)?;
+        let mut inputs = c.model.inputs();
+        inputs.extend([j.queries.as_path(), &j.gallery, &j.images]);
+        tuwen::fsutil::check_not_input(&j.out, &inputs)?;
+    }
+    let ranker = pipeline::Ranker::new(&model, &ex, &c.model.vector_files(), c.score.options())?;
+    // All result files are replaced together once every task succeeded: never a new
+    // result1.csv beside a stale result2.csv.
+    let batch = tuwen::fsutil::OutputBatch::begin(jobs.iter().map(|j| &j.out))?;
+    let outs = jobs
+        .iter()
+        .map(|j| ranker.run(j))
+        .collect::<Result<Vec<_>, _>>()?;
+    batch.commit()?;
+    let mut skips = Vec::new();
+    for r in outs {
         println!(
             "task {}: {} queries × {} gallery items → {} ({:.1} s; scores: {})",
             r.task,
@@ -886,7 +922,26 @@ fn report(c: ReportCmd) -> Result<()> {
     let model = Model::load(&c.model.model)?;
     let ex = c.run.extract_options(c.model.weights.clone());
     let ranker = pipeline::Ranker::new(&model, &ex, &c.model.vector_files(), c.score.options())?;
+    // The sheet and its result files: never over an input, replaced together on success.
+    let dir = match c.out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let jobs = pipeline::teddy_jobs(&c.teddy_dirs, dir)?;
+    let mut outs = vec![c.out.clone()];
+    outs.extend(jobs.iter().map(|j| j.out.clone()));
+    let mut inputs = c.model.inputs();
+    inputs.extend(
+        jobs.iter()
+            .flat_map(|j| [&j.queries, &j.gallery, &j.images])
+            .map(PathBuf::as_path),
+    );
+    for o in &outs {
+        tuwen::fsutil::check_not_input(o, &inputs)?;
+    }
+    let batch = tuwen::fsutil::OutputBatch::begin(&outs)?;
     let outs = pipeline::teddy_report(&ranker, &c.teddy_dirs, &c.out, c.n)?;
+    batch.commit()?;
     let mut skips = Vec::new();
     for r in outs {
         println!(
@@ -922,9 +977,14 @@ fn split(c: SplitCmd) -> Result<()> {
     let mut order: Vec<usize> = (0..ids.len()).collect();
     order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(c.seed));
     let held: std::collections::HashSet<usize> = order[..c.held_out].iter().copied().collect();
-    std::fs::create_dir_all(&c.out)?;
-    let mut tr = csv::Writer::from_path(c.out.join("train.csv"))?;
-    let mut ho = csv::Writer::from_path(c.out.join("heldout.csv"))?;
+    // The whole folder is staged and swapped in at the end (never over an input or a folder
+    // tuwen did not write).
+    let inputs: Vec<&Path> = std::iter::once(c.pairs.as_path())
+        .chain(c.images.as_deref())
+        .collect();
+    let out = tuwen::fsutil::OutputDir::begin(&c.out, &tuwen::fsutil::SPLIT_DIR, &inputs)?;
+    let mut tr = csv::Writer::from_writer(Vec::new());
+    let mut ho = csv::Writer::from_writer(Vec::new());
     tr.write_record(["image_id", "caption"])?;
     ho.write_record(["image_id", "caption"])?;
     let mut held_pairs = Vec::new();
@@ -936,8 +996,19 @@ fn split(c: SplitCmd) -> Result<()> {
             tr.write_record([&pair.image_id, &pair.caption])?;
         }
     }
-    tr.flush()?;
-    ho.flush()?;
+    out.write("train.csv", &tr.into_inner()?)?;
+    out.write("heldout.csv", &ho.into_inner()?)?;
+    if c.teddy_layout {
+        let images = c.images.as_ref().context("--teddy-layout needs --images")?;
+        let staged = out.path();
+        pipeline::layout_teddy(
+            &held_pairs,
+            images,
+            &staged.join("附件2"),
+            &staged.join("附件3"),
+        )?;
+    }
+    out.commit()?;
     println!(
         "{} images held out (seed {}), {} kept for training → {}",
         c.held_out,
@@ -946,13 +1017,6 @@ fn split(c: SplitCmd) -> Result<()> {
         c.out.display()
     );
     if c.teddy_layout {
-        let images = c.images.context("--teddy-layout needs --images")?;
-        pipeline::layout_teddy(
-            &held_pairs,
-            &images,
-            &c.out.join("附件2"),
-            &c.out.join("附件3"),
-        )?;
         println!(
             "laid out as {} and {}",
             c.out.join("附件2").display(),
@@ -1046,6 +1110,12 @@ fn export(c: ExportCmd) -> Result<()> {
         (None, None, Some(p)) => Source::Captions(p),
         _ => bail!("give one of --pairs, --ids, --captions"),
     };
+    let mut inputs = c.model.inputs();
+    inputs.push(source.path());
+    inputs.extend(c.images.as_deref());
+    for o in exp::output_files(&c.out, c.format) {
+        tuwen::fsutil::check_not_input(&o, &inputs)?;
+    }
     let model = Model::load(&c.model.model)?;
     let ex = c.run.extract_options(c.model.weights.clone());
     let opts = exp::ExportOptions {

@@ -910,18 +910,6 @@ fn read_truth(path: &Path) -> Result<HashMap<String, String>> {
 pub fn layout_teddy(pairs: &[data::Pair], images: &Path, dir2: &Path, dir3: &Path) -> Result<()> {
     use std::fmt::Write as _;
     let (ids, owner) = data::group_images(pairs);
-    for d in [dir2, dir3] {
-        let img_dir = d.join("ImageData");
-        std::fs::create_dir_all(&img_dir).map_err(|e| Error::io(&img_dir, e))?;
-        for id in &ids {
-            let (src, dst) = (images.join(id), img_dir.join(id));
-            if src.exists() && !dst.exists() {
-                std::fs::hard_link(&src, &dst)
-                    .or_else(|_| std::fs::copy(&src, &dst).map(|_| ()))
-                    .map_err(|e| Error::io(&dst, e))?;
-            }
-        }
-    }
     let mut words = String::from("text_id,caption\n");
     let mut truth = String::from("text_id,image_id\n");
     let mut w = ::csv::Writer::from_writer(Vec::new());
@@ -935,16 +923,25 @@ pub fn layout_teddy(pairs: &[data::Pair], images: &Path, dir2: &Path, dir3: &Pat
         &w.into_inner().map_err(|e| Error::Model(e.to_string()))?,
     ));
     let img_list = format!("image_id\n{}\n", ids.join("\n"));
-    let files = [
-        (dir2.join("word_test.csv"), &words),
-        (dir2.join("image_data.csv"), &img_list),
-        (dir2.join("truth.csv"), &truth),
-        (dir3.join("image_test.csv"), &img_list),
-        (dir3.join("word_data.csv"), &words),
-        (dir3.join("truth.csv"), &truth),
+    // Each folder is staged whole and swapped in (fsutil::OutputDir): only a folder tuwen laid
+    // out is replaced, and a failure (a full disk) leaves the previous one.
+    let dirs = [
+        (
+            dir2,
+            [("word_test.csv", &words), ("image_data.csv", &img_list)],
+        ),
+        (
+            dir3,
+            [("image_test.csv", &img_list), ("word_data.csv", &words)],
+        ),
     ];
-    for (p, s) in files {
-        crate::fsutil::write_atomic(&p, s.as_bytes())?;
+    for (d, files) in dirs {
+        let out = crate::fsutil::OutputDir::begin(d, &crate::fsutil::TEDDY_DIR, &[images])?;
+        crate::fsutil::link_or_copy(images, &ids, &out.path().join("ImageData"))?;
+        for (name, s) in files.into_iter().chain([("truth.csv", &truth)]) {
+            out.write(name, s.as_bytes())?;
+        }
+        out.commit()?;
     }
     Ok(())
 }
