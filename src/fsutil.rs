@@ -40,11 +40,13 @@ pub enum Mark {
 /// A kind of folder tuwen writes as one unit.
 #[derive(Debug, Clone, Copy)]
 pub struct DirKind {
-    /// For messages: "tuwen model folder".
+    /// For messages: "model folder" (… "is not a model folder written by tuwen").
     pub what: &'static str,
     /// The entries tuwen writes there; anything else is the user's and blocks a replacement.
     pub entries: &'static [&'static str],
     pub mark: Mark,
+    /// Entries that are folders of another kind, checked the same way (a split's 附件2).
+    pub nested: &'static [(&'static str, &'static DirKind)],
 }
 
 impl DirKind {
@@ -74,14 +76,15 @@ impl DirKind {
 
 /// `tuwen split --out`: the train/held-out files and the Teddy folders.
 pub const SPLIT_DIR: DirKind = DirKind {
-    what: "tuwen split folder",
+    what: "split folder",
     entries: &["train.csv", "heldout.csv", "附件2", "附件3"],
     mark: Mark::Marker("split"),
+    nested: &[("附件2", &TEDDY_DIR), ("附件3", &TEDDY_DIR)],
 };
 
 /// A Teddy 附件2 / 附件3 folder laid out by tuwen (`split --teddy-layout`, `demo`).
 pub const TEDDY_DIR: DirKind = DirKind {
-    what: "Teddy folder laid out by tuwen",
+    what: "Teddy folder",
     entries: &[
         "ImageData",
         "word_test.csv",
@@ -91,6 +94,7 @@ pub const TEDDY_DIR: DirKind = DirKind {
         "truth.csv",
     ],
     mark: Mark::Marker("teddy-layout"),
+    nested: &[],
 };
 
 fn parent_of(path: &Path) -> &Path {
@@ -213,6 +217,9 @@ pub fn check_dir_replaceable(dir: &Path, kind: &DirKind, inputs: &[&Path]) -> Re
                 listed(&mut foreign)
             ),
         ));
+    }
+    for (name, inner) in kind.nested {
+        check_dir_replaceable(&dir.join(name), inner, &[])?;
     }
     Ok(())
 }
@@ -611,6 +618,7 @@ mod tests {
         what: "test folder",
         entries: &["a", "stale"],
         mark: Mark::Marker("test"),
+        nested: &[],
     };
 
     fn names(d: &Path) -> Vec<String> {

@@ -17,9 +17,10 @@ pub const FORMAT: u32 = 2;
 /// A model folder, for [`crate::fsutil`]: recognised by its `config.json` (a JSON object with the
 /// fields every format of tuwen's model config has), holding only the files a save writes.
 pub const MODEL_DIR: crate::fsutil::DirKind = crate::fsutil::DirKind {
-    what: "tuwen model folder",
+    what: "model folder",
     entries: &["config.json", "projection.safetensors", "word_stats.json"],
     mark: crate::fsutil::Mark::Check(is_model_dir),
+    nested: &[],
 };
 
 /// Whether `dir/config.json` is a tuwen model config (of any format).
