@@ -367,8 +367,11 @@ pub fn write_atomic_replacing(
     write_atomic(path, data)
 }
 
-/// The batch open in this process: target paths (resolved) and their staged files.
-static BATCH: Mutex<Option<Vec<(PathBuf, Option<tempfile::NamedTempFile>)>>> = Mutex::new(None);
+/// One file of a batch: its target (resolved) and, once written, its staged temporary.
+type Staged = (PathBuf, Option<tempfile::NamedTempFile>);
+
+/// The batch open in this process.
+static BATCH: Mutex<Option<Vec<Staged>>> = Mutex::new(None);
 
 /// Keep `tmp` for the open batch if `path` is one of its files; otherwise hand it back.
 fn batch_hold(path: &Path, tmp: tempfile::NamedTempFile) -> Option<tempfile::NamedTempFile> {
