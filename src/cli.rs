@@ -538,6 +538,19 @@ impl ScoreArgs {
 }
 
 impl ModelArgs {
+    /// The files and folders a command reads through these options (no output may be one).
+    pub fn inputs(&self) -> Vec<&std::path::Path> {
+        std::iter::once(&self.model)
+            .chain(
+                self.vectors
+                    .iter()
+                    .chain(&self.weights)
+                    .chain(&self.vectors2),
+            )
+            .map(PathBuf::as_path)
+            .collect()
+    }
+
     /// The model, ready to use with its checked weights and word vectors.
     pub fn embedder(&self, run: &RunArgs) -> Result<Embedder> {
         let model = Model::load(&self.model)?;
@@ -593,6 +606,15 @@ impl ExtractCmd {
 }
 
 impl FitCmd {
+    /// What the fit reads (no output may be one of them).
+    pub fn inputs(&self) -> Vec<&std::path::Path> {
+        (self.pairs.iter().chain(&self.images))
+            .chain(self.text.vectors.iter().chain(&self.text.vectors2))
+            .chain(&self.image.weights)
+            .map(PathBuf::as_path)
+            .collect()
+    }
+
     pub fn options(&self) -> Result<fit::FitOptions> {
         let sets: Vec<(PathBuf, PathBuf)> = match self.images.len() {
             1 => self

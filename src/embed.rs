@@ -54,6 +54,7 @@ impl Embedder {
     /// Check the model against the weights (`ex.weights`, default: the models folder) and the word
     /// vectors it was fitted with; other files are an error naming both.
     pub fn new(model: Model, vectors: &VectorFiles, ex: ExtractOptions) -> Result<Embedder> {
+        ex.check()?;
         let spec = model.feature_spec(ex.weights.as_deref())?;
         let enc = model_text_encoder(&model, vectors)?;
         Ok(Embedder {

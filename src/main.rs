@@ -35,7 +35,10 @@ fn main() -> Result<()> {
             show::skips(&out.skipped, c.run.skip_list.as_deref())
         }
         Cmd::Fit(c) => {
-            let (model, rep) = jobs::fit::fit(&c.options()?)?;
+            let opts = c.options()?;
+            // Before the fit, so a wrong --out costs nothing (save checks again).
+            tuwen::model::Model::check_save_target(&c.out, &c.inputs())?;
+            let (model, rep) = jobs::fit::fit(&opts)?;
             model
                 .save(&c.out)
                 .with_context(|| format!("saving the model to {}", c.out.display()))?;
@@ -91,9 +94,8 @@ fn main() -> Result<()> {
             let todo = c.jobs()?;
             let emb = c.model.embedder(&c.run)?;
             let ranker = jobs::rank::Ranker::new(&emb, emb.scorer(c.score.options(Bank::Sets))?);
-            let mut outs = Vec::new();
-            for j in &todo {
-                let r = ranker.run(j)?;
+            let outs = jobs::rank::rank_all(&ranker, &todo, &c.model.inputs())?;
+            for r in &outs {
                 println!(
                     "task {}: {} queries × {} gallery items → {} ({:.1} s; scores: {})",
                     r.direction.task(),
@@ -103,14 +105,14 @@ fn main() -> Result<()> {
                     r.seconds,
                     r.scoring
                 );
-                outs.push(r);
             }
             show::rank_skips(outs, c.run.skip_list.as_deref())
         }
         Cmd::Report(c) => {
             let emb = c.model.embedder(&c.run)?;
             let ranker = jobs::rank::Ranker::new(&emb, emb.scorer(c.score.options(Bank::Sets))?);
-            let outs = jobs::report::teddy_report(&ranker, &c.teddy_dirs, &c.out, c.n)?;
+            let outs =
+                jobs::report::teddy_report(&ranker, &c.teddy_dirs, &c.out, c.n, &c.model.inputs())?;
             for r in &outs {
                 println!(
                     "task {}: {} queries → {}",
@@ -140,6 +142,9 @@ fn main() -> Result<()> {
                 out.kept,
                 c.out.display()
             );
+            for n in &out.notes {
+                eprintln!("{n}");
+            }
             if let Some((d2, d3)) = &out.teddy {
                 println!("laid out as {} and {}", d2.display(), d3.display());
             }
@@ -148,7 +153,7 @@ fn main() -> Result<()> {
         Cmd::Explain(c) => show::explain(c),
         Cmd::Export(c) => {
             let emb = c.model.embedder(&c.run)?;
-            let (_, out) = jobs::export::export(&emb, &c.options()?)?;
+            let (_, out) = jobs::export::export(&emb, &c.options()?, &c.model.inputs())?;
             if c.json {
                 println!("{}", serde_json::to_string(&out)?);
             } else {

@@ -21,6 +21,28 @@ pub const FORMAT: u32 = 3;
 /// The oldest format [`Model::load`] still reads.
 const FORMAT_UNVERIFIED: u32 = 2;
 
+/// A model folder, for [`crate::fsutil`]: recognised by its `config.json` (a JSON object with the
+/// fields every format of tuwen's model config has), holding only the files a save writes.
+pub const MODEL_DIR: crate::fsutil::DirKind = crate::fsutil::DirKind {
+    what: "model folder",
+    entries: &["config.json", "projection.safetensors", "word_stats.json"],
+    mark: crate::fsutil::Mark::Check(is_model_dir),
+    nested: &[],
+};
+
+/// Whether `dir/config.json` is a tuwen model config (of any format).
+pub fn is_model_dir(dir: &Path) -> bool {
+    std::fs::read(dir.join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .is_some_and(|v| {
+            v["format"].is_u64()
+                && ["image", "text", "projection", "train"]
+                    .iter()
+                    .all(|k| v[k].is_object())
+        })
+}
+
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ModelConfig {
     pub format: u32,
@@ -81,8 +103,15 @@ fn bytes(v: impl IntoIterator<Item = f32>) -> Vec<u8> {
 }
 
 impl Model {
+    /// Whether [`Model::save`] may write `dir`: absent, empty or a tuwen model folder, and not
+    /// holding any of `inputs` (checked before a long fit, so a mistake costs nothing).
+    pub fn check_save_target(dir: &Path, inputs: &[&Path]) -> Result<()> {
+        crate::fsutil::check_dir_replaceable(dir, &MODEL_DIR, inputs)
+    }
+
     /// Save into `dir` as one unit: a save over an existing model replaces all of its files or
-    /// none (never a mix of old and new).
+    /// none (never a mix of old and new, never a moment without a model). Only an absent or
+    /// empty folder or a tuwen model folder is replaced ([`crate::fsutil::check_dir_replaceable`]).
     pub fn save(&self, dir: &Path) -> Result<()> {
         let p = &self.projection;
         let blobs = [
@@ -131,7 +160,12 @@ impl Model {
         let ws = json(serde_json::to_vec(&self.word_stats))?;
         // config.json records the sha256 of the other files and of its own fields.
         let config = config_json(&self.config, &[(STATS, &ws), (TENSORS, &st)])?;
-        crate::fsutil::write_dir_atomic(dir, &[(TENSORS, st), ("config.json", config), (STATS, ws)])
+        // config.json first: it marks even a partly written staging folder as ours.
+        crate::fsutil::write_dir_atomic(
+            dir,
+            &MODEL_DIR,
+            &[("config.json", config), (TENSORS, st), (STATS, ws)],
+        )
     }
 
     /// Load a model, checking every stored tensor's dtype and shape against the config and the
@@ -148,6 +182,9 @@ impl Model {
 
     /// [`Model::load`], returning its warnings instead of printing them.
     pub fn load_with_notes(dir: &Path) -> Result<(Model, Vec<String>)> {
+        // A save interrupted between two renames (file systems without an atomic exchange, or
+        // tuwen before 0.1.1) left the previous model aside: put it back.
+        crate::fsutil::recover_dir(dir, &MODEL_DIR)?;
         let mut notes = Vec::new();
         if !dir.is_dir() {
             return Err(Error::file(

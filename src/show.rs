@@ -9,6 +9,10 @@ use tuwen::retrieval::Bank;
 
 /// Say what was skipped (counts by reason, a few examples) and write the full list if asked.
 pub fn skips(skips: &[Skip], list: Option<&Path>) -> Result<()> {
+    // Written even when empty, so no list of an earlier run is left in its place.
+    if let (Some(p), true) = (list, skips.is_empty()) {
+        out_csv::write_skips(p, skips)?;
+    }
     if skips.is_empty() {
         return Ok(());
     }

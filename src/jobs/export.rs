@@ -33,7 +33,7 @@ pub enum Source {
 }
 
 impl Source {
-    fn path(&self) -> &Path {
+    pub fn path(&self) -> &Path {
         match self {
             Source::Pairs(p) | Source::Ids(p) | Source::Captions(p) => p,
         }
@@ -108,8 +108,20 @@ impl ExportOutput {
 use crate::data::pair_text_id;
 
 /// Embed the items of `opts.source` (see [`embed`]) and write them (see [`write`]).
-pub fn export(emb: &Embedder, opts: &ExportOptions) -> Result<(Vec<Embeddings>, ExportOutput)> {
+///
+/// No output file may be an input: the source, the image folder, or `inputs` (the model's files).
+pub fn export(
+    emb: &Embedder,
+    opts: &ExportOptions,
+    inputs: &[&Path],
+) -> Result<(Vec<Embeddings>, ExportOutput)> {
     let t0 = Instant::now();
+    let mut all = inputs.to_vec();
+    all.push(opts.source.path());
+    all.extend(opts.images.as_deref());
+    for o in crate::outputs::export::output_files(&opts.out, opts.format) {
+        crate::fsutil::check_not_input(&o, &all)?;
+    }
     let (sets, mut out) = embed(emb, opts)?;
     let model = emb.model();
     let meta = serde_json::json!({

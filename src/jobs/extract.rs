@@ -29,6 +29,7 @@ pub struct ExtractOutput {
 /// Extract the distinct ids of `job.list` (each checked as every command checks image ids).
 /// A shard holding no id is not an error (`stats` is `None`); no usable image at all is.
 pub fn extract(job: &ExtractJob) -> Result<ExtractOutput> {
+    job.extract.check()?;
     let (ids, rows) = data::read_image_ids(&job.list)?;
     let spec = job.config.resolve(job.extract.weights.as_deref())?;
     let (ids, rows): (Vec<String>, Vec<usize>) = match &job.shard {

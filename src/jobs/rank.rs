@@ -153,6 +153,25 @@ impl RankOutput {
     }
 }
 
+/// Run `jobs`, replacing all their result files together once every task succeeded (never a new
+/// `result1.csv` beside a stale `result2.csv`), and never over an input: the jobs' own files or
+/// `inputs` (the model's files).
+pub fn rank_all(ranker: &Ranker, jobs: &[RankJob], inputs: &[&Path]) -> Result<Vec<RankOutput>> {
+    check_distinct_outputs(jobs)?;
+    for j in jobs {
+        let mut all = inputs.to_vec();
+        all.extend([j.queries.as_path(), &j.gallery, &j.images]);
+        crate::fsutil::check_not_input(&j.out, &all)?;
+    }
+    let batch = crate::fsutil::OutputBatch::begin(jobs.iter().map(|j| &j.out))?;
+    let outs = jobs
+        .iter()
+        .map(|j| ranker.run(j))
+        .collect::<Result<Vec<_>>>()?;
+    batch.commit()?;
+    Ok(outs)
+}
+
 /// What ranking needs, prepared once: the model ready to use and the scorer. `rank` and
 /// `report` both go through [`Ranker::run`].
 pub struct Ranker<'a> {

@@ -10,20 +10,37 @@ use std::path::{Path, PathBuf};
 /// Rank the Teddy folders in `dirs` (result files beside `out_html`) and write an HTML sheet of
 /// the first `n` queries per task; true matches are marked where a `truth.csv` is present.
 /// Ranking is [`Ranker::run`], as for `rank`; images left out are said on the sheet too.
+///
+/// The sheet and its result files are never written over an input (the jobs' files or
+/// `inputs`, the model's) and are replaced together, only when everything succeeded.
 pub fn teddy_report(
     ranker: &Ranker,
     dirs: &[PathBuf],
     out_html: &Path,
     n: usize,
+    inputs: &[&Path],
 ) -> Result<Vec<RankOutput>> {
     use crate::outputs::report::{write_html, Query, Row, Section};
     let out_dir = out_html
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
+    let jobs = super::rank::teddy_jobs(dirs, out_dir)?;
+    let outs: Vec<&Path> = std::iter::once(out_html)
+        .chain(jobs.iter().map(|j| j.out.as_path()))
+        .collect();
+    let mut all = inputs.to_vec();
+    all.extend(
+        jobs.iter()
+            .flat_map(|j| [j.queries.as_path(), &j.gallery, &j.images]),
+    );
+    for o in &outs {
+        crate::fsutil::check_not_input(o, &all)?;
+    }
+    let batch = crate::fsutil::OutputBatch::begin(&outs)?;
     let mut sections = Vec::new();
     let mut outputs = Vec::new();
-    for job in super::rank::teddy_jobs(dirs, out_dir)? {
+    for job in jobs {
         let dir = job.queries.parent().unwrap_or(Path::new("."));
         let truth = read_truth(&dir.join("truth.csv"))?;
         let r = ranker.run_keeping(&job, true)?;
@@ -115,6 +132,7 @@ pub fn teddy_report(
         ranker.scorer.describe()
     );
     write_html(out_html, "tuwen 图文 result sheet", &summary, &sections)?;
+    batch.commit()?;
     Ok(outputs)
 }
 

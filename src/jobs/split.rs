@@ -2,7 +2,7 @@
 //! held-out pairs laid out as Teddy 附件2/附件3 folders with their ground truth.
 use crate::data;
 use crate::error::{Error, Result};
-use std::collections::HashSet;
+use crate::fsutil;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone)]
@@ -23,56 +23,45 @@ pub struct SplitOutput {
     pub kept: usize,
     /// The 附件2 and 附件3 folders written, with `teddy_layout`.
     pub teddy: Option<(PathBuf, PathBuf)>,
+    /// Warnings for the user (held-out images without a file).
+    pub notes: Vec<String>,
 }
 
+/// Split, and write the output folder whole (staged, then swapped in): never over an input or a
+/// folder tuwen did not write, and a failure (a full disk) leaves the previous one.
 pub fn split(o: &SplitOptions) -> Result<SplitOutput> {
-    use rand::seq::SliceRandom;
-    use rand::SeedableRng;
     let p = data::read_pairs(&o.pairs)?;
-    let (ids, owner) = data::group_images(&p.pairs);
-    if o.held_out >= ids.len() {
-        return Err(Error::file(
-            &o.pairs,
-            format!(
-                "--held-out {} must be below the {} images of the file",
-                o.held_out,
-                ids.len()
-            ),
-        ));
-    }
-    let mut order: Vec<usize> = (0..ids.len()).collect();
-    order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(o.seed));
-    let held: HashSet<usize> = order[..o.held_out].iter().copied().collect();
-    let (mut train, mut heldout) = (Vec::new(), Vec::new());
-    for (pair, &i) in p.pairs.iter().zip(&owner) {
-        if held.contains(&i) {
-            heldout.push(pair.clone());
-        } else {
-            train.push(pair.clone());
-        }
-    }
-    std::fs::create_dir_all(&o.out).map_err(|e| Error::io(&o.out, e))?;
-    for (name, pairs) in [("train.csv", &train), ("heldout.csv", &heldout)] {
-        let rows = pairs
-            .iter()
-            .map(|p| [p.image_id.as_str(), p.caption.as_str()]);
-        crate::fsutil::write_atomic(
-            &o.out.join(name),
-            &csv_bytes(["image_id", "caption"], rows)?,
+    let s = data::split_by_image(&p, o.held_out, o.seed, o.teddy_layout.as_deref())?;
+    let inputs: Vec<&Path> = std::iter::once(o.pairs.as_path())
+        .chain(o.teddy_layout.as_deref())
+        .collect();
+    let out = fsutil::OutputDir::begin(&o.out, &fsutil::SPLIT_DIR, &inputs)?;
+    out.write(
+        "train.csv",
+        &data::pairs_csv(&o.out.join("train.csv"), &s.train)?,
+    )?;
+    out.write(
+        "heldout.csv",
+        &data::pairs_csv(&o.out.join("heldout.csv"), &s.held_out)?,
+    )?;
+    if let Some(images) = &o.teddy_layout {
+        let staged = out.path();
+        layout_teddy(
+            &s.held_out,
+            images,
+            &staged.join("附件2"),
+            &staged.join("附件3"),
         )?;
     }
-    let teddy = match &o.teddy_layout {
-        None => None,
-        Some(images) => {
-            let (d2, d3) = (o.out.join("附件2"), o.out.join("附件3"));
-            layout_teddy(&heldout, images, &d2, &d3)?;
-            Some((d2, d3))
-        }
-    };
+    out.commit()?;
     Ok(SplitOutput {
-        held_out: o.held_out,
-        kept: ids.len() - o.held_out,
-        teddy,
+        held_out: s.held_out_images,
+        kept: s.images - s.held_out_images,
+        teddy: o
+            .teddy_layout
+            .as_ref()
+            .map(|_| (o.out.join("附件2"), o.out.join("附件3"))),
+        notes: s.notes(),
     })
 }
 
@@ -95,18 +84,6 @@ fn csv_bytes<'a, const N: usize>(
 /// truth beside them (`truth.csv`: text_id,image_id). Text ids are [`data::pair_text_id`].
 pub fn layout_teddy(pairs: &[data::Pair], images: &Path, dir2: &Path, dir3: &Path) -> Result<()> {
     let (ids, owner) = data::group_images(pairs);
-    for d in [dir2, dir3] {
-        let img_dir = d.join("ImageData");
-        std::fs::create_dir_all(&img_dir).map_err(|e| Error::io(&img_dir, e))?;
-        for id in &ids {
-            let (src, dst) = (images.join(id), img_dir.join(id));
-            if src.exists() && !dst.exists() {
-                std::fs::hard_link(&src, &dst)
-                    .or_else(|_| std::fs::copy(&src, &dst).map(|_| ()))
-                    .map_err(|e| Error::io(&dst, e))?;
-            }
-        }
-    }
     let tids: Vec<String> = (0..pairs.len()).map(data::pair_text_id).collect();
     let words = csv_bytes(
         ["text_id", "caption"],
@@ -122,16 +99,25 @@ pub fn layout_teddy(pairs: &[data::Pair], images: &Path, dir2: &Path, dir3: &Pat
             .map(|(t, &o)| [t.as_str(), ids[o].as_str()]),
     )?;
     let img_list = csv_bytes(["image_id"], ids.iter().map(|i| [i.as_str()]))?;
-    let files = [
-        (dir2.join("word_test.csv"), &words),
-        (dir2.join("image_data.csv"), &img_list),
-        (dir2.join("truth.csv"), &truth),
-        (dir3.join("image_test.csv"), &img_list),
-        (dir3.join("word_data.csv"), &words),
-        (dir3.join("truth.csv"), &truth),
+    // Each folder is staged whole and swapped in (fsutil::OutputDir): only a folder tuwen laid
+    // out is replaced, and a failure (a full disk) leaves the previous one.
+    let dirs = [
+        (
+            dir2,
+            [("word_test.csv", &words), ("image_data.csv", &img_list)],
+        ),
+        (
+            dir3,
+            [("image_test.csv", &img_list), ("word_data.csv", &words)],
+        ),
     ];
-    for (p, bytes) in files {
-        crate::fsutil::write_atomic(&p, bytes)?;
+    for (d, files) in dirs {
+        let out = fsutil::OutputDir::begin(d, &fsutil::TEDDY_DIR, &[images])?;
+        fsutil::link_or_copy(images, &ids, &out.path().join("ImageData"))?;
+        for (name, bytes) in files.into_iter().chain([("truth.csv", &truth)]) {
+            out.write(name, bytes)?;
+        }
+        out.commit()?;
     }
     Ok(())
 }

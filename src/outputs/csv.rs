@@ -139,7 +139,12 @@ pub fn write_skips(path: &Path, skips: &[Skip]) -> Result<()> {
     let bytes = w
         .into_inner()
         .map_err(|e| Error::file(path, e.to_string()))?;
-    super::write_atomic(path, &bytes)
+    // `--skip-list train.csv` must not overwrite the training pairs.
+    crate::fsutil::write_atomic_replacing(path, &bytes, "skip list", |old| {
+        old.strip_prefix(b"\xef\xbb\xbf".as_slice())
+            .unwrap_or(old)
+            .starts_with(b"file,row,id,reason")
+    })
 }
 
 #[cfg(test)]

@@ -115,6 +115,17 @@ pub fn write(out: &Path, format: Format, sets: &[Embeddings], meta: &str) -> Res
     }
 }
 
+/// Every file an export to `out` in `format` may write (to check none is an input).
+pub fn output_files(out: &Path, format: Format) -> Vec<PathBuf> {
+    match format {
+        Format::Parquet => vec![out.to_path_buf()],
+        Format::Npy => [Kind::Image, Kind::Text]
+            .into_iter()
+            .flat_map(|k| ["npy", "ids.txt", "raw.npy"].map(|e| npy_path(out, k, e)))
+            .collect(),
+    }
+}
+
 /// `PREFIX.images.npy`, `PREFIX.texts.ids.txt`, …: the prefix's file name with `.{kind}.{ext}`
 /// appended.
 pub fn npy_path(prefix: &Path, kind: Kind, ext: &str) -> PathBuf {
@@ -126,19 +137,7 @@ pub fn npy_path(prefix: &Path, kind: Kind, ext: &str) -> PathBuf {
 /// Write a file whole or not at all, streaming: `fill` writes into a temporary file in the
 /// target folder, which is synced, made readable like any output, and renamed into place.
 fn write_streaming(path: &Path, fill: impl FnOnce(&mut std::fs::File) -> Result<()>) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
-    fill(tmp.as_file_mut())?;
-    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
-        .map_err(|e| Error::io(path, e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
+    crate::fsutil::write_atomic_with(path, fill)
 }
 
 /// The NPY v1.0 header of a float32 C-order `[rows, cols]` array: magic, version, header length

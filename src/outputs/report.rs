@@ -86,7 +86,7 @@ pub fn write_html(out: &Path, title: &str, summary: &str, sections: &[Section]) 
     let mut h = String::new();
     let _ = write!(
         h,
-        "<!doctype html><html lang=zh><head><meta charset=utf-8><title>{t}</title><style>\
+        "<!doctype html><html lang=zh><head><meta charset=utf-8>{GENERATOR}<title>{t}</title><style>\
 body{{font-family:sans-serif;margin:20px;background:#fafafa}} table{{border-collapse:collapse;margin-bottom:30px}}\
 td{{border:1px solid #ddd;padding:6px;vertical-align:top;background:#fff;width:170px}}\
 td.q{{background:#eef3fb}} .cap{{font-size:14px;max-width:160px}} .s{{color:#666;font-size:12px}}\
@@ -145,5 +145,13 @@ td.hit{{outline:4px solid #2a9d3a;outline-offset:-4px}} .t{{font-size:11px;color
         h.push_str("</table>");
     }
     h.push_str("</body></html>\n");
-    super::write_atomic(out, h.as_bytes())
+    // `--out word_test.csv` (or any file tuwen did not write) is refused, not overwritten.
+    crate::fsutil::write_atomic_replacing(out, h.as_bytes(), "report", |old| {
+        let old = String::from_utf8_lossy(old);
+        old.contains(GENERATOR)
+            || old.starts_with("<!doctype html>") && old.contains("<title>tuwen")
+    })
 }
+
+/// Marks a sheet as tuwen's, so a later report may replace it.
+const GENERATOR: &str = "<meta name=generator content=tuwen>";
