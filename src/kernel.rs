@@ -95,7 +95,8 @@ pub fn dots(a: ArrayView2<f32>, b: ArrayView2<f32>) -> Array2<f32> {
         b.ncols()
     );
     let mut out = vec![0f32; n * m];
-    if n == 0 || m == 0 {
+    // No rows, or rows of no dimension (all dot products 0).
+    if n == 0 || m == 0 || a.ncols() == 0 {
         return Array2::from_shape_vec((n, m), out).expect("shape");
     }
     let a = a.as_standard_layout();

@@ -32,7 +32,11 @@ fn main() -> Result<()> {
                 st.requested, st.computed, st.images_per_second, st.from_cache, st.skipped,
                 st.seconds, out.spec.dim(), out.spec.cache_key()
             );
-            show::skips(&out.skipped, c.run.skip_list.as_deref())
+            show::skips(&out.skipped, c.run.skip_list.as_deref())?;
+            match out.nothing_usable {
+                Some(e) => Err(e.into()),
+                None => Ok(()),
+            }
         }
         Cmd::Fit(c) => {
             let opts = c.options()?;
@@ -91,8 +95,8 @@ fn main() -> Result<()> {
             show::skips(&out.skipped, c.run.skip_list.as_deref())
         }
         Cmd::Rank(c) => {
-            let todo = c.jobs()?;
             let emb = c.model.embedder(&c.run)?;
+            let todo = c.jobs()?;
             let ranker = jobs::rank::Ranker::new(&emb, emb.scorer(c.score.options(Bank::Sets))?);
             let outs = jobs::rank::rank_all(&ranker, &todo, &c.model.inputs())?;
             for r in &outs {

@@ -318,16 +318,22 @@ fn read_captions(path: &Path) -> Result<(Vec<String>, Vec<String>)> {
     let id_col = t.headers.iter().position(|h| h == "text_id");
     let mut ids = Vec::new();
     let mut caps = Vec::new();
-    for r in &t.rows {
+    let mut seen = std::collections::HashSet::new();
+    for (i, r) in t.rows.iter().enumerate() {
         let c = data::clean_caption(&r[cc]);
         if c.is_empty() {
             continue;
         }
-        ids.push(match id_col {
+        let id = match id_col {
             Some(ci) => r[ci].trim().to_string(),
             // Numbered as `export --pairs` and `split --teddy-layout` number them.
             None => data::pair_text_id(caps.len()),
-        });
+        };
+        // Ties break by id, so an id must name one caption.
+        if !seen.insert(id.clone()) {
+            return Err(Error::row(path, i + 1, format!("duplicate text_id `{id}`")));
+        }
+        ids.push(id);
         caps.push(c);
     }
     Ok((ids, caps))

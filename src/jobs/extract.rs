@@ -24,10 +24,13 @@ pub struct ExtractOutput {
     pub ids: usize,
     pub stats: Option<ExtractStats>,
     pub skipped: Vec<Skip>,
+    /// The error to stop with when no image could be used (after the stats and skips are said).
+    pub nothing_usable: Option<crate::Error>,
 }
 
 /// Extract the distinct ids of `job.list` (each checked as every command checks image ids).
-/// A shard holding no id is not an error (`stats` is `None`); no usable image at all is.
+/// A shard holding no id is not an error (`stats` is `None`); no usable image at all is
+/// returned as [`ExtractOutput::nothing_usable`], so the caller can report the skips first.
 pub fn extract(job: &ExtractJob) -> Result<ExtractOutput> {
     job.extract.check()?;
     let (ids, rows) = data::read_image_ids(&job.list)?;
@@ -46,18 +49,20 @@ pub fn extract(job: &ExtractJob) -> Result<ExtractOutput> {
             ids: 0,
             stats: None,
             skipped: Vec::new(),
+            nothing_usable: None,
         });
     }
     let mut f = image::extract(&ids, &job.images, &spec, &job.extract)?;
     f.relabel_skips(&job.list, Some(&rows));
-    if f.stats.skipped == f.stats.requested {
+    let nothing_usable = (f.stats.skipped == f.stats.requested).then(|| {
         let what = format!("images of {}", job.list.display());
-        return Err(f.nothing_usable(&job.images, &what));
-    }
+        f.nothing_usable(&job.images, &what)
+    });
     Ok(ExtractOutput {
         spec,
         ids: ids.len(),
         stats: Some(f.stats),
         skipped: f.skipped,
+        nothing_usable,
     })
 }

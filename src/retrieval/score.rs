@@ -352,7 +352,8 @@ pub type Ranking = Vec<Vec<(usize, f32)>>;
 /// min_g r_g)`, with `c_m` the worst candidate's cosine, bounds every non-candidate's score. The
 /// queries that fail the check (hub-heavy data has more of them) are re-ranked exactly in a
 /// second, blocked pass over just those queries. Every cosine goes through the one float path, so
-/// the result is that of [`penalties_sets`] then [`top_k_scored`], bit for bit.
+/// the result is that of [`penalties_sets`] then [`top_k_scored`]: bit for bit for CSLS; for the
+/// inverted softmax up to the rounding of its running log-sum-exp over blocks of queries.
 ///
 /// Errors as [`penalties`]; panics only where [`top_k_scored`] would.
 pub fn rank_sets(
@@ -608,7 +609,7 @@ fn check_penalties(scoring: Scoring, p: &Penalties, nq: usize, ng: usize) {
 }
 
 /// All non-empty inputs must have the same row length (empty ones may have any).
-fn check_dims(named: &[(&str, (usize, usize))]) -> Result<(), ScoreError> {
+pub(crate) fn check_dims(named: &[(&str, (usize, usize))]) -> Result<(), ScoreError> {
     let mut dim: Option<(&str, usize)> = None;
     for &(name, (rows, cols)) in named {
         if rows == 0 {
@@ -1332,7 +1333,8 @@ mod tests {
             let mut redos = Vec::new();
             for m in [5, 64, 900] {
                 let (top, pr, redo) = rank_one_pass(q.view(), g.view(), 5, scoring, m).unwrap();
-                // Re-ranked queries go through another GEMM: equal up to last-bit rounding.
+                // Same cosines (one float path); the inverted softmax's block-wise log-sum-exp
+                // rounds differently from the row-wise one: equal to its last bits.
                 assert_top_k_matches(&top, &dense, 5);
                 assert_all_close(&pr.query, &p.query, 1e-5);
                 assert_all_close(&pr.gallery, &p.gallery, 1e-5);

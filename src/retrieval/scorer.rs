@@ -261,6 +261,7 @@ impl Scorer {
     ) -> Result<(Ranking, Penalties), ScoreError> {
         let s = self.options.scoring;
         let g = gallery.vectors.view();
+        score::check_dims(&[("queries", queries.dim()), ("gallery", g.dim())])?;
         match (&self.banks, s) {
             (_, Scoring::Cosine) => {
                 let p = Penalties::zeros(queries.nrows(), g.nrows());
@@ -305,6 +306,13 @@ impl Scorer {
         item: ArrayView1<f32>,
     ) -> Result<Breakdown, ScoreError> {
         let s = self.options.scoring;
+        if query.len() != item.len() {
+            return Err(ScoreError::Invalid(format!(
+                "a query of {} dimensions and an item of {}",
+                query.len(),
+                item.len()
+            )));
+        }
         let cos = kernel::dot_view(query, item);
         let (qp, gp) = match (&self.banks, s) {
             (_, Scoring::Cosine) => (0.0, 0.0),
@@ -330,6 +338,7 @@ impl Scorer {
         images: ArrayView2<f32>,
     ) -> Result<(Array2<f32>, Array2<f32>), ScoreError> {
         let s = self.options.scoring;
+        score::check_dims(&[("texts", texts.dim()), ("images", images.dim())])?;
         let cos = kernel::dots(texts, images);
         match (&self.banks, s) {
             (_, Scoring::Cosine) => Ok((cos.clone(), cos)),
