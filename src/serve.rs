@@ -81,7 +81,11 @@ impl Gallery {
         )?;
         let skipped: Vec<(String, String)> = unusable
             .into_iter()
-            .chain(im.skipped.iter().map(|s| (s.id.clone(), s.reason.clone())))
+            .chain(
+                im.skipped
+                    .iter()
+                    .map(|s| (s.id.clone(), s.reason.to_string())),
+            )
             .collect();
         announce_done(&im.stats, &skipped, emb.extract_options());
         let gallery = scorer.prepare(Direction::TextToImage, im.ids, im.projected)?;

@@ -18,7 +18,7 @@ pub fn skips(skips: &[Skip], list: Option<&Path>) -> Result<()> {
     }
     let mut reasons: std::collections::BTreeMap<String, usize> = Default::default();
     for s in skips {
-        let key = s.reason.split(':').next().unwrap_or("").to_string();
+        let key = s.reason.kind().to_string();
         *reasons.entry(key).or_default() += 1;
     }
     eprintln!("skipped {} rows/files:", skips.len());

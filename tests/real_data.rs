@@ -41,7 +41,10 @@ fn teddy_sample_extraction_reports_exactly_the_two_missing_files() {
         missing,
         ["Image14001001-2540.jpg", "Image14001005-3174.jpg"]
     );
-    assert!(f.skipped.iter().all(|s| s.reason == "file not found"));
+    assert!(f
+        .skipped
+        .iter()
+        .all(|s| s.reason.to_string() == "file not found"));
     assert_eq!(
         f.ok.iter().filter(|o| **o).count(),
         998,

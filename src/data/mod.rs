@@ -150,7 +150,77 @@ pub struct Skip {
     pub file: String,
     pub row: usize,
     pub id: String,
-    pub reason: String,
+    #[serde(serialize_with = "display")]
+    pub reason: SkipReason,
+}
+
+fn display<S: serde::Serializer>(r: &SkipReason, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.collect_str(r)
+}
+
+/// Why a row or file was not used: one kind per cause (counted by [`SkipReason::kind`]), with
+/// its details for the user.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SkipReason {
+    /// An image file that could not be used (`missing`: there is no such file).
+    Image { missing: bool, message: String },
+    /// A pair (or list row) whose image could not be used.
+    PairImage { missing: bool, message: String },
+    /// An empty training or gallery caption (left out).
+    EmptyCaption,
+    /// A training caption none of whose terms the model knows.
+    NoKnownToken(String),
+    /// An empty query caption: answered, but its results are arbitrary.
+    EmptyQueryCaption,
+    /// An empty caption of a caption gallery: never returned.
+    EmptyGalleryCaption,
+    /// A held-out image without a file in the image folder.
+    HeldOutMissing(PathBuf),
+}
+
+impl SkipReason {
+    /// The cause alone, for counts: "file not found", "caption has no known token", …
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SkipReason::Image { missing: true, .. } => "file not found",
+            SkipReason::Image { .. } => "image unreadable",
+            SkipReason::PairImage { missing: true, .. } => "image unusable (not found)",
+            SkipReason::PairImage { .. } => "image unusable",
+            SkipReason::EmptyCaption
+            | SkipReason::EmptyQueryCaption
+            | SkipReason::EmptyGalleryCaption => "empty caption",
+            SkipReason::NoKnownToken(_) => "caption has no known token",
+            SkipReason::HeldOutMissing(_) => "held-out image has no file",
+        }
+    }
+
+    /// True for an image (or a pair's image) with no file.
+    pub fn is_missing(&self) -> bool {
+        matches!(
+            self,
+            SkipReason::Image { missing: true, .. } | SkipReason::PairImage { missing: true, .. }
+        )
+    }
+}
+
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SkipReason::Image { message, .. } => f.write_str(message),
+            SkipReason::PairImage { message, .. } => write!(f, "image unusable: {message}"),
+            SkipReason::EmptyCaption => f.write_str("empty caption"),
+            SkipReason::NoKnownToken(c) => write!(f, "caption has no known token: {c}"),
+            SkipReason::EmptyQueryCaption => {
+                f.write_str("empty caption: its results are arbitrary")
+            }
+            SkipReason::EmptyGalleryCaption => {
+                f.write_str("empty caption: left out of the gallery")
+            }
+            SkipReason::HeldOutMissing(d) => {
+                write!(f, "held-out image has no file in {}", d.display())
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -178,18 +248,18 @@ pub fn read_pairs(path: &Path) -> Result<Pairs> {
         let row = i + 1;
         let image_id = r[ci].trim().to_string();
         let caption = clean_caption(&r[cc]);
-        let skip = |reason: &str| Skip {
+        let skip = |reason: SkipReason| Skip {
             file: path.display().to_string(),
             row,
             id: image_id.clone(),
-            reason: reason.to_string(),
+            reason,
         };
         if image_id.is_empty() {
             return Err(Error::row(path, row, "empty image_id"));
         }
         check_image_id(path, row, &image_id)?;
         if caption.is_empty() {
-            skipped.push(skip("empty caption"));
+            skipped.push(skip(SkipReason::EmptyCaption));
             continue;
         }
         if !seen.insert((image_id.clone(), caption.clone())) {
@@ -384,7 +454,7 @@ pub fn split_by_image(
                     file: p.path.display().to_string(),
                     row: pair.row,
                     id: pair.image_id.clone(),
-                    reason: format!("held-out image has no file in {}", dir.display()),
+                    reason: SkipReason::HeldOutMissing(dir.to_path_buf()),
                 });
             }
         }
@@ -480,7 +550,7 @@ mod tests {
         assert_eq!(r.duplicates, 1);
         assert_eq!(r.pairs[2].row, 4);
         assert_eq!(r.skipped.len(), 1);
-        assert_eq!(r.skipped[0].reason, "empty caption");
+        assert_eq!(r.skipped[0].reason, SkipReason::EmptyCaption);
         assert_eq!(r.skipped[0].row, 3);
     }
 

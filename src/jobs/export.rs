@@ -204,7 +204,7 @@ pub fn embed(emb: &Embedder, opts: &ExportOptions) -> Result<(Vec<Embeddings>, E
                         file: csv.display().to_string(),
                         row: i + 1,
                         id,
-                        reason: "empty caption".into(),
+                        reason: crate::data::SkipReason::EmptyCaption,
                     });
                 } else {
                     captions.push((id, c));

@@ -1,5 +1,5 @@
 //! `fit`: features of training pairs → PCA/CCA projection → a model.
-use crate::data::{self, Skip};
+use crate::data::{self, Skip, SkipReason};
 use crate::error::{Error, Result};
 use crate::features::image::{self, ExtractOptions, ExtractStats, FeatureSpec, ImageFeatureConfig};
 use crate::features::text::{OovReport, TextEncoder, TextFeatureConfig};
@@ -79,13 +79,16 @@ pub(crate) fn load_pairs_features(
                     file: csv.display().to_string(),
                     row: pair.row,
                     id: pair.image_id.clone(),
-                    reason: format!(
-                        "image unusable: {}",
-                        failed
-                            .get(pair.image_id.as_str())
-                            .map(|s| s.reason.as_str())
-                            .unwrap_or("?")
-                    ),
+                    reason: match failed.get(pair.image_id.as_str()) {
+                        Some(s) => SkipReason::PairImage {
+                            missing: s.reason.is_missing(),
+                            message: s.reason.to_string(),
+                        },
+                        None => SkipReason::PairImage {
+                            missing: false,
+                            message: "?".into(),
+                        },
+                    },
                 }),
             }
         }
@@ -158,7 +161,7 @@ pub fn fit(opts: &FitOptions) -> Result<(Model, FitReport)> {
                     file,
                     row,
                     id: pf.image_keys[pf.owner[i]].1.clone(),
-                    reason: format!("caption has no known token: {}", pf.captions[i]),
+                    reason: SkipReason::NoKnownToken(pf.captions[i].clone()),
                 });
             }
             !z

@@ -1,6 +1,6 @@
 //! `rank`: Teddy query and gallery files → `result1.csv` / `result2.csv`, through the model's
 //! [`Embedder`] and one [`Scorer`].
-use crate::data::{self, Skip};
+use crate::data::{self, Skip, SkipReason};
 use crate::embed::{Embedder, Listed};
 use crate::error::{Error, Result};
 use crate::features::text::OovReport;
@@ -220,8 +220,8 @@ impl<'a> Ranker<'a> {
                 row: i + 1,
                 id: texts.ids[i].clone(),
                 reason: match dir {
-                    Direction::TextToImage => "empty caption: its results are arbitrary".into(),
-                    Direction::ImageToText => "empty caption: left out of the gallery".into(),
+                    Direction::TextToImage => SkipReason::EmptyQueryCaption,
+                    Direction::ImageToText => SkipReason::EmptyGalleryCaption,
                 },
             })
             .collect();

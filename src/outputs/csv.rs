@@ -133,8 +133,13 @@ pub fn write_skips(path: &Path, skips: &[Skip]) -> Result<()> {
     w.write_record(["file", "row", "id", "reason"])
         .map_err(err)?;
     for k in skips {
-        w.write_record([k.file.as_str(), &k.row.to_string(), &k.id, &k.reason])
-            .map_err(err)?;
+        w.write_record([
+            k.file.as_str(),
+            &k.row.to_string(),
+            &k.id,
+            &k.reason.to_string(),
+        ])
+        .map_err(err)?;
     }
     let bytes = w
         .into_inner()

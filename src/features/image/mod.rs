@@ -238,7 +238,7 @@ impl ImageFeatures {
         let missing = self
             .skipped
             .iter()
-            .filter(|s| s.reason == DecodeError::Missing.to_string())
+            .filter(|s| s.reason.is_missing())
             .count();
         let mut msg = format!(
             "0 of {} {what} could be used ({missing} not found",
@@ -446,7 +446,10 @@ pub fn extract(
             file: dir.join(&ids[i]).display().to_string(),
             row: i + 1,
             id: ids[i].clone(),
-            reason: e.to_string(),
+            reason: crate::data::SkipReason::Image {
+                missing: matches!(e, DecodeError::Missing),
+                message: e.to_string(),
+            },
         })
         .collect();
     stats.skipped = skipped.len();
