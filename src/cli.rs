@@ -598,7 +598,7 @@ impl ExtractCmd {
         extract::ExtractJob {
             list: self.pairs.clone(),
             images: self.images.clone(),
-            shard: self.shard.clone(),
+            shard: self.shard,
             config: self.image.config(),
             extract: self.run.extract_options(self.image.weights.clone()),
         }

@@ -68,7 +68,7 @@ pub fn same_ranking(a: &[(String, f32)], b: &[(String, f32)], tol: f32) -> Resul
         return Err(format!("{} vs {} results", a.len(), b.len()));
     }
     for (i, (x, y)) in a.iter().zip(b).enumerate() {
-        if !((x.1 - y.1).abs() <= tol) {
+        if (x.1 - y.1).abs() > tol || (x.1 - y.1).is_nan() {
             return Err(format!("rank {}: score {} vs {}", i + 1, x.1, y.1));
         }
     }
