@@ -223,11 +223,14 @@ impl Gallery {
         if bytes.is_empty() {
             return Err(bad("empty upload: send the image file as the request body"));
         }
-        let img = decode::decode(bytes)
-            .map_err(|e| HttpError(415, format!("not a usable image: {e}")))?;
         let spec = self.emb.spec();
         let size = spec.input_size;
-        let px = decode::resize_center_crop(&img, size).into_raw();
+        // The decoded image returns its share of the decode budget here, before the network.
+        let px = {
+            let img = decode::decode(bytes)
+                .map_err(|e| HttpError(415, format!("not a usable image: {e}")))?;
+            decode::resize_center_crop(&img, size).into_raw()
+        };
         let mut guard = self
             .net
             .lock()
@@ -294,8 +297,9 @@ impl Gallery {
         if self.images.position(id).is_none() {
             return Err(HttpError(404, format!("unknown image id `{id}`")));
         }
-        let bytes =
-            std::fs::read(self.images_dir.join(id)).map_err(|e| HttpError(404, e.to_string()))?;
+        // Never opens a FIFO that replaced a gallery file.
+        let bytes = decode::read_image_file(&self.images_dir.join(id))
+            .map_err(|e| HttpError(404, e.to_string()))?;
         let img = decode::decode(&bytes).map_err(|e| HttpError(500, e.to_string()))?;
         let t = decode::thumbnail(&img, 240);
         let mut buf = Vec::new();

@@ -448,3 +448,101 @@ fn gbk_bom_and_all_oov_captions_go_through_fit_with_counted_skips() {
     );
     assert_eq!(rep.oov.empty_captions, 1);
 }
+
+/// Issue 16 item 5: a FIFO (or a link to one) among the images hung every command forever
+/// (opening it blocks until a writer comes). Anything that is not a regular file is skipped,
+/// named and counted, without being opened. Bounded: the extraction runs in a thread that must
+/// answer within 120 s; a hang is unblocked by opening the FIFOs for writing.
+#[test]
+fn fifos_links_to_fifos_and_folders_are_skipped_without_hanging() {
+    use std::os::unix::ffi::OsStrExt;
+    common::models();
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("ImageData");
+    std::fs::create_dir_all(dir.join("folder.jpg")).unwrap();
+    std::fs::write(dir.join("ok.jpg"), jpeg_bytes(&photo(64, 48, 1))).unwrap();
+    let fifo = dir.join("pipe.jpg");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo");
+    std::os::unix::fs::symlink(&fifo, dir.join("link.jpg")).unwrap();
+    let ids: Vec<String> = ["ok.jpg", "pipe.jpg", "link.jpg", "folder.jpg"]
+        .map(String::from)
+        .to_vec();
+    let spec = ImageFeatureConfig {
+        backbone: BackboneKind::EfficientNetLite0,
+        pooling: Pooling::Avg,
+        flip: false,
+    }
+    .resolve(None)
+    .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    {
+        let (ids, dir, cache) = (ids.clone(), dir.clone(), d.path().join("cache"));
+        std::thread::spawn(move || {
+            let opts = ExtractOptions {
+                cache_dir: Some(cache),
+                progress: false,
+                ..Default::default()
+            };
+            let _ = tx.send(fimg::extract(&ids, &dir, &spec, &opts));
+        });
+    }
+    let f = match rx.recv_timeout(std::time::Duration::from_secs(120)) {
+        Ok(f) => f.unwrap(),
+        Err(_) => {
+            // Release the blocked reader(s) so the process can end, then fail.
+            for _ in 0..4 {
+                let _ = std::fs::OpenOptions::new().write(true).open(&fifo);
+            }
+            // Let it finish, so the process does not exit under a running extraction.
+            let _ = rx.recv_timeout(std::time::Duration::from_secs(60));
+            panic!("extraction hung on a FIFO");
+        }
+    };
+    assert_eq!(
+        (f.stats.computed, f.stats.skipped),
+        (1, 3),
+        "{:?}",
+        f.skipped
+    );
+    let reasons: Vec<(&str, String)> = f
+        .skipped
+        .iter()
+        .map(|s| (s.id.as_str(), s.reason.to_string()))
+        .collect();
+    assert!(reasons[0].0 == "pipe.jpg" && reasons[0].1.contains("not a regular file (a FIFO)"));
+    assert!(reasons[1].0 == "link.jpg" && reasons[1].1.contains("not a regular file (a FIFO)"));
+    assert!(reasons[2].0 == "folder.jpg" && reasons[2].1.contains("not a regular file (a folder)"));
+    // Reading directly (thumbnails, one-off files) refuses them the same way.
+    assert!(matches!(
+        decode::read_image_file(&fifo),
+        Err(DecodeError::NotAFile("a FIFO"))
+    ));
+}
+
+/// Issue 16 item 15: BMP and TIFF files were reported as "corrupt or truncated"; they are
+/// recognised and named as an unsupported format.
+#[test]
+fn bmp_and_tiff_are_named_as_unsupported_formats() {
+    // A 1×1 24-bit BMP and a little-endian TIFF header: enough for the format to be recognised.
+    let mut bmp = b"BM".to_vec();
+    bmp.extend_from_slice(&58u32.to_le_bytes());
+    bmp.extend_from_slice(&[0, 0, 0, 0]);
+    bmp.extend_from_slice(&54u32.to_le_bytes());
+    bmp.extend_from_slice(&40u32.to_le_bytes());
+    bmp.extend_from_slice(&1i32.to_le_bytes());
+    bmp.extend_from_slice(&1i32.to_le_bytes());
+    bmp.extend_from_slice(&1u16.to_le_bytes());
+    bmp.extend_from_slice(&24u16.to_le_bytes());
+    bmp.extend_from_slice(&[0; 24]);
+    bmp.extend_from_slice(&[0, 0, 255, 0]);
+    let tiff = b"II*\0\x08\0\0\0\0\0".to_vec();
+    for (bytes, name) in [(bmp, "BMP"), (tiff, "TIFF")] {
+        let e = decode::decode(&bytes).expect_err(name).to_string();
+        assert!(
+            e.contains(&format!("unsupported format {name}")) && !e.contains("corrupt"),
+            "{name}: {e}"
+        );
+    }
+}

@@ -8,6 +8,16 @@ use tuwen::features::image::{
 };
 
 fn extract_cli(pairs: &Path, images: &Path, cache: &Path, extra: &[&str]) -> (bool, String) {
+    extract_cli_flip(false, pairs, images, cache, extra)
+}
+
+fn extract_cli_flip(
+    flip: bool,
+    pairs: &Path,
+    images: &Path,
+    cache: &Path,
+    extra: &[&str],
+) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_tuwen"))
         .args([
             "extract",
@@ -15,7 +25,7 @@ fn extract_cli(pairs: &Path, images: &Path, cache: &Path, extra: &[&str]) -> (bo
             "--backbone",
             "efficientnet-lite0",
             "--flip",
-            "false",
+            if flip { "true" } else { "false" },
         ])
         .arg("--pairs")
         .arg(pairs)
@@ -75,10 +85,7 @@ fn three_shards_merge_into_one_full_cache() {
             "{out}"
         );
         let dir = cache.join(spec.cache_key());
-        assert_eq!(
-            FeatureCache::open(&dir, spec.dim()).unwrap().len(),
-            part.len()
-        );
+        assert_eq!(FeatureCache::open(&dir, &spec).unwrap().len(), part.len());
         for f in std::fs::read_dir(&dir).unwrap() {
             let f = f.unwrap().path();
             std::fs::copy(&f, merged.join(f.file_name().unwrap())).unwrap();
@@ -139,4 +146,152 @@ fn bad_shards_are_clear_errors() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("1-based"));
+}
+
+fn shards_in(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Rewrite a shard's values (doubled), keeping a valid safetensors file and its metadata.
+fn tamper(path: &Path) {
+    use safetensors::{tensor::TensorView, SafeTensors};
+    let bytes = std::fs::read(path).unwrap();
+    let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let t = st.tensor("features").unwrap();
+    let data: Vec<u8> = t
+        .data()
+        .chunks(4)
+        .flat_map(|b| (2.0 * f32::from_le_bytes([b[0], b[1], b[2], b[3]])).to_le_bytes())
+        .collect();
+    let view = TensorView::new(t.dtype(), t.shape().to_vec(), &data).unwrap();
+    let out = safetensors::serialize([("features", view)], meta.metadata()).unwrap();
+    std::fs::write(path, out).unwrap();
+}
+
+struct Fixture {
+    _d: tempfile::TempDir,
+    root: std::path::PathBuf,
+    data: tuwen::data::synthetic::Synthetic,
+    /// "N images: N computed".
+    computed_all: String,
+    n: usize,
+}
+
+fn fixture() -> Fixture {
+    common::models();
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().to_path_buf();
+    let data = tuwen::data::synthetic::generate(&root.join("syn"), 6, 0, 5).unwrap();
+    let p = tuwen::data::read_pairs(&data.train_pairs).unwrap();
+    let n = tuwen::data::group_images(&p.pairs).0.len();
+    Fixture {
+        _d: d,
+        root,
+        data,
+        computed_all: format!("{n} images: {n} computed"),
+        n,
+    }
+}
+
+fn lite0(flip: bool) -> tuwen::features::image::FeatureSpec {
+    ImageFeatureConfig {
+        backbone: BackboneKind::EfficientNetLite0,
+        pooling: Pooling::Avg,
+        flip,
+    }
+    .resolve(None)
+    .unwrap()
+}
+
+/// Issue 16 item 6: a shard whose values were rewritten (a valid safetensors file) was served
+/// ("60 from cache"). It is named and its images recomputed.
+#[test]
+fn an_edited_shard_is_named_and_recomputed() {
+    let f = fixture();
+    let cache = f.root.join("cache");
+    let run = || extract_cli(&f.data.train_pairs, &f.data.images, &cache, &[]);
+    let (ok, out) = run();
+    assert!(ok && out.contains(&f.computed_all), "{out}");
+    let shards = shards_in(&cache.join(lite0(false).cache_key()));
+    assert!(!shards.is_empty());
+    for s in &shards {
+        tamper(s);
+    }
+    let (ok, out) = run();
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&f.computed_all) && out.contains("0 from cache"),
+        "edited rows must not be served: {out}"
+    );
+    assert!(
+        out.contains(&shards[0].display().to_string()) && out.contains("checksum"),
+        "{out}"
+    );
+    // The recomputed shard is served next time (the edited ones are still named).
+    let (ok, out) = run();
+    assert!(ok && out.contains(&format!("{} from cache", f.n)), "{out}");
+}
+
+/// Issue 16 item 6: a no-flip shard copied into the flip folder (merging by copying, wrongly)
+/// was served as flip features. It is named and its images recomputed.
+#[test]
+fn a_shard_copied_into_another_specs_folder_is_named_and_recomputed() {
+    let f = fixture();
+    let cache = f.root.join("cache");
+    let (ok, out) = extract_cli(&f.data.train_pairs, &f.data.images, &cache, &[]);
+    assert!(ok, "{out}");
+    let flip_dir = cache.join(lite0(true).cache_key());
+    std::fs::create_dir_all(&flip_dir).unwrap();
+    let copied: Vec<_> = shards_in(&cache.join(lite0(false).cache_key()))
+        .into_iter()
+        .map(|s| {
+            let to = flip_dir.join(s.file_name().unwrap());
+            std::fs::copy(&s, &to).unwrap();
+            to
+        })
+        .collect();
+    let (ok, out) = extract_cli_flip(true, &f.data.train_pairs, &f.data.images, &cache, &[]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&f.computed_all) && out.contains("0 from cache"),
+        "no-flip rows must not be served as flip: {out}"
+    );
+    assert!(
+        out.contains(&copied[0].display().to_string()) && out.contains("noflip"),
+        "{out}"
+    );
+}
+
+/// Issue 16 item 12: a cache that cannot be written aborted the run after computing a shard.
+/// Now it is one warning and the features are still computed. (Tests run as root here, so a
+/// read-only folder would still be writable: a file where the cache folder's parent should be
+/// fails for every user.)
+#[test]
+fn an_unwritable_cache_is_one_warning_not_an_abort() {
+    let f = fixture();
+    let blocker = f.root.join("not-a-folder");
+    std::fs::write(&blocker, b"x").unwrap();
+    let (ok, out) = extract_cli(
+        &f.data.train_pairs,
+        &f.data.images,
+        &blocker.join("cache"),
+        &["--shard-size", "2"],
+    );
+    assert!(ok, "an unwritable cache must not abort the run: {out}");
+    assert!(
+        out.contains(&f.computed_all) && out.contains("continuing without caching"),
+        "{out}"
+    );
+    assert_eq!(
+        out.matches("continuing without caching").count(),
+        1,
+        "{out}"
+    );
 }

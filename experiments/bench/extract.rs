@@ -91,7 +91,8 @@ fn forward_part(
         .iter()
         .filter_map(|id| {
             let b = std::fs::read(dir.join(id)).ok()?;
-            Some(decode::resize_center_crop(&decode::decode(&b).ok()?, size).into_raw())
+            let img = decode::decode(&b).ok()?;
+            Some(decode::resize_center_crop(&img, size).into_raw())
         })
         .take(n)
         .collect();

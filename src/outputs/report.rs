@@ -44,7 +44,7 @@ fn thumb(path: &Path, cache: &mut HashMap<std::path::PathBuf, String>) -> String
     if let Some(t) = cache.get(path) {
         return t.clone();
     }
-    let html = match std::fs::read(path)
+    let html = match decode::read_image_file(path)
         .ok()
         .and_then(|b| decode::decode(&b).ok())
     {

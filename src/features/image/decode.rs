@@ -1,10 +1,22 @@
 //! Decode by content (not by extension), apply EXIF orientation, take the first frame of animated
 //! GIFs, refuse decompression bombs, and produce the backbone's square RGB input.
-use image::{imageops::FilterType, DynamicImage, ImageDecoder, ImageReader, RgbImage};
-use std::io::Cursor;
+//!
+//! Memory: every decode first reserves its peak size (the decoder's output in its own colour
+//! type, the 8-bit RGB copy made from it, the decoder's own buffers, a rotated copy) from one
+//! process-wide budget of [`MAX_ALLOC`] bytes and waits while other decodes hold it, so the
+//! decoded images of all threads together (extraction workers, server uploads) stay within it.
+//! An image whose peak alone exceeds the budget is refused before anything is allocated.
+use image::{
+    imageops::FilterType, metadata::Orientation, ColorType, DynamicImage, ImageDecoder,
+    ImageFormat, ImageReader, RgbImage,
+};
+use std::io::{Cursor, Read};
+use std::path::Path;
+use std::sync::{Condvar, Mutex};
 
-/// Largest side and decoded size accepted; larger images are refused before allocation.
+/// Largest side accepted; larger images are refused before allocation.
 pub const MAX_SIDE: u32 = 20_000;
+/// Decode budget of the whole process (bytes), shared by all concurrent decodes.
 pub const MAX_ALLOC: u64 = 512 * 1024 * 1024;
 
 /// Why an image could not be used. Shown to the user in skip lists.
@@ -14,33 +26,178 @@ pub enum DecodeError {
     Missing,
     #[error("cannot read file: {0}")]
     Io(String),
+    #[error("not a regular file ({0}): skipped without opening it")]
+    NotAFile(&'static str),
     #[error("empty file (0 bytes)")]
     Empty,
     #[error("unrecognised image format")]
     UnknownFormat,
+    #[error("unsupported format {0} (tuwen reads JPEG, PNG, GIF and WebP)")]
+    Unsupported(String),
     #[error("image too large ({0}): refused as a possible decompression bomb")]
     TooLarge(String),
     #[error("corrupt or truncated image: {0}")]
     Corrupt(String),
 }
 
+/// Read an image file whole, refusing anything that is not a regular file (after following
+/// links): opening a FIFO for reading blocks until a writer comes, so it is never opened plainly.
+pub fn read_image_file(path: &Path) -> Result<Vec<u8>, DecodeError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::NotFound => DecodeError::Missing,
+        _ => DecodeError::Io(e.to_string()),
+    };
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if !meta.is_file() {
+        return Err(DecodeError::NotAFile(file_kind(&meta.file_type())));
+    }
+    // O_NONBLOCK: should the path become a FIFO between the check and the open, the open still
+    // returns at once and the check on the opened handle refuses it.
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(io)?;
+    let meta = f.metadata().map_err(io)?;
+    if !meta.is_file() {
+        return Err(DecodeError::NotAFile(file_kind(&meta.file_type())));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    f.read_to_end(&mut bytes).map_err(io)?;
+    if bytes.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    Ok(bytes)
+}
+
+fn file_kind(t: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_dir() {
+        "a folder"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_block_device() || t.is_char_device() {
+        "a device"
+    } else {
+        "not a plain file"
+    }
+}
+
+/// A byte budget that decodes reserve from before allocating, waiting while it is in use.
+pub struct DecodeBudget {
+    total: u64,
+    used: Mutex<u64>,
+    freed: Condvar,
+}
+
+/// Bytes held from a [`DecodeBudget`] until dropped.
+pub struct Reservation<'a> {
+    budget: &'a DecodeBudget,
+    bytes: u64,
+}
+
+impl DecodeBudget {
+    pub const fn new(total: u64) -> DecodeBudget {
+        DecodeBudget {
+            total,
+            used: Mutex::new(0),
+            freed: Condvar::new(),
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// Bytes reserved now.
+    pub fn used(&self) -> u64 {
+        *self.used.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reserve `bytes` (at most the total), waiting until they are free.
+    pub fn reserve(&self, bytes: u64) -> Reservation<'_> {
+        let bytes = bytes.min(self.total);
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        while *used + bytes > self.total {
+            used = self.freed.wait(used).unwrap_or_else(|e| e.into_inner());
+        }
+        *used += bytes;
+        Reservation {
+            budget: self,
+            bytes,
+        }
+    }
+}
+
+impl Reservation<'_> {
+    /// Give back all but `bytes` (what is still held after the decoder's buffers are freed).
+    pub fn shrink_to(&mut self, bytes: u64) {
+        if bytes < self.bytes {
+            let mut used = self.budget.used.lock().unwrap_or_else(|e| e.into_inner());
+            *used -= self.bytes - bytes;
+            self.bytes = bytes;
+            self.budget.freed.notify_all();
+        }
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.shrink_to(0);
+    }
+}
+
+/// The process's decode budget.
+pub static BUDGET: DecodeBudget = DecodeBudget::new(MAX_ALLOC);
+
+/// A decoded RGB image; its memory stays counted in [`BUDGET`] until it is dropped, so keep it
+/// only as long as needed (resize or thumbnail it, then let it go).
+pub struct Decoded {
+    image: RgbImage,
+    _held: Reservation<'static>,
+}
+
+impl std::ops::Deref for Decoded {
+    type Target = RgbImage;
+    fn deref(&self) -> &RgbImage {
+        &self.image
+    }
+}
+
+impl std::fmt::Debug for Decoded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Decoded({}x{})", self.image.width(), self.image.height())
+    }
+}
+
 /// Decode an image file's bytes into an RGB image, oriented as its EXIF tag says.
-pub fn decode(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
+pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
     if bytes.is_empty() {
         return Err(DecodeError::Empty);
     }
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| DecodeError::Io(e.to_string()))?;
-    match reader.format() {
+    let format = match reader.format() {
         None => return Err(DecodeError::UnknownFormat),
-        Some(image::ImageFormat::Jpeg) if !jpeg_has_end(bytes) => {
+        Some(ImageFormat::Jpeg) if !jpeg_has_end(bytes) => {
             return Err(DecodeError::Corrupt(
                 "JPEG data ends before its end-of-image marker".into(),
             ))
         }
-        _ => {}
-    }
+        Some(f @ (ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::Gif | ImageFormat::WebP)) => {
+            f
+        }
+        // Recognised by its signature but not built in: say so, rather than "corrupt".
+        Some(other) => {
+            return Err(DecodeError::Unsupported(
+                format!("{other:?}").to_uppercase(),
+            ))
+        }
+    };
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
@@ -48,7 +205,6 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
     reader.limits(limits);
     let classify = |e: image::ImageError| match e {
         image::ImageError::Limits(l) => DecodeError::TooLarge(l.to_string()),
-        image::ImageError::Unsupported(u) => DecodeError::Corrupt(u.to_string()),
         other => DecodeError::Corrupt(other.to_string()),
     };
     let mut decoder = reader.into_decoder().map_err(classify)?;
@@ -56,16 +212,113 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
     if w == 0 || h == 0 {
         return Err(DecodeError::Corrupt("zero-sized image".into()));
     }
-    if w > MAX_SIDE || h > MAX_SIDE || decoder.total_bytes() > MAX_ALLOC {
+    if w > MAX_SIDE || h > MAX_SIDE {
         return Err(DecodeError::TooLarge(format!("{w}x{h}")));
     }
-    let orientation = decoder
-        .orientation()
-        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let color = decoder.color_type();
+    let cost = decode_cost(format, color, w, h, orientation, bytes);
+    if cost > BUDGET.total() {
+        return Err(DecodeError::TooLarge(format!(
+            "{w}x{h} {} needs {} MiB to decode, over the {} MiB limit",
+            color_name(color),
+            cost.div_ceil(1 << 20),
+            BUDGET.total() >> 20
+        )));
+    }
+    let mut held = BUDGET.reserve(cost);
     // For GIF (animated or not) the plain decoder yields the first frame.
-    let mut img = DynamicImage::from_decoder(decoder).map_err(classify)?;
-    img.apply_orientation(orientation);
-    Ok(flatten_to_rgb(img))
+    let img = DynamicImage::from_decoder(decoder).map_err(classify)?;
+    let mut rgb = DynamicImage::ImageRgb8(flatten_to_rgb(img));
+    // Oriented after the conversion, so a rotation copies the 8-bit image, not a 16-bit one.
+    rgb.apply_orientation(orientation);
+    let image = rgb.into_rgb8();
+    held.shrink_to(image.as_raw().len() as u64);
+    Ok(Decoded { image, _held: held })
+}
+
+/// Peak bytes of decoding one image: the larger of (decoder output + its own buffers),
+/// (decoder output + the 8-bit copy made from it) and (RGB image + a rotated copy).
+/// The decoders' own buffers were measured (tests/bounded_memory.rs checks the total).
+pub fn decode_cost(
+    format: ImageFormat,
+    color: ColorType,
+    w: u32,
+    h: u32,
+    orientation: Orientation,
+    bytes: &[u8],
+) -> u64 {
+    let px = w as u64 * h as u64;
+    let native = px * color.bytes_per_pixel() as u64;
+    let scratch = match format {
+        // The JPEG decoder copies the file; a progressive one keeps every DCT coefficient
+        // (2 bytes per component and pixel); both keep component planes and a row buffer.
+        ImageFormat::Jpeg => {
+            let (progressive, components) = jpeg_frame(bytes).unwrap_or((true, 4));
+            bytes.len() as u64 + px * (components * if progressive { 2 } else { 1 } + 1)
+        }
+        // Lossless WebP decodes into RGBA and copies out; lossy into YUV planes.
+        ImageFormat::WebP => px * 4,
+        // The first frame's palette indices.
+        ImageFormat::Gif => px,
+        _ => 0,
+    };
+    // Allocator rounding and small buffers (rows, tables): measured under 0.2 bytes per pixel.
+    let slack = px / 4 + (4 << 20);
+    let converted = match color {
+        ColorType::Rgb8 | ColorType::Rgba8 => 0,
+        c if c.has_alpha() => px * 4,
+        _ => px * 3,
+    };
+    let rotated = match orientation {
+        Orientation::Rotate90
+        | Orientation::Rotate270
+        | Orientation::Rotate90FlipH
+        | Orientation::Rotate270FlipH => px * 6,
+        _ => 0,
+    };
+    (native + scratch).max(native + converted).max(rotated) + slack
+}
+
+fn color_name(c: ColorType) -> &'static str {
+    match c {
+        ColorType::L8 => "grey",
+        ColorType::La8 => "grey+alpha",
+        ColorType::Rgb8 => "RGB",
+        ColorType::Rgba8 => "RGBA",
+        ColorType::L16 => "16-bit grey",
+        ColorType::La16 => "16-bit grey+alpha",
+        ColorType::Rgb16 => "16-bit RGB",
+        ColorType::Rgba16 => "16-bit RGBA",
+        ColorType::Rgb32F => "float RGB",
+        ColorType::Rgba32F => "float RGBA",
+        _ => "image",
+    }
+}
+
+/// (progressive, number of components) from a JPEG's frame header, if one is found.
+fn jpeg_frame(bytes: &[u8]) -> Option<(bool, u64)> {
+    let mut i = 2; // after SOI
+    while i + 4 <= bytes.len() {
+        if bytes[i] != 0xFF {
+            return None;
+        }
+        let marker = bytes[i + 1];
+        if marker == 0xFF {
+            i += 1; // fill byte
+            continue;
+        }
+        let len = u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]) as usize;
+        if (0xC0..=0xCF).contains(&marker) && !matches!(marker, 0xC4 | 0xC8 | 0xCC) {
+            let nf = *bytes.get(i + 9)? as u64;
+            return Some((matches!(marker, 0xC2 | 0xC6 | 0xCA | 0xCE), nf.max(1)));
+        }
+        if marker == 0xDA {
+            return None; // scan before frame header: malformed
+        }
+        i += 2 + len;
+    }
+    None
 }
 
 /// The JPEG decoder fills a cut-off scan with grey instead of failing; a whole file has an EOI
@@ -78,17 +331,25 @@ fn jpeg_has_end(bytes: &[u8]) -> bool {
 }
 
 /// Transparent pixels are composited on white: a logo on a transparent background looks like it
-/// does in a browser, not like it sits on black.
+/// does in a browser, not like it sits on black. The RGBA buffer is turned into RGB in place (each
+/// pixel is read before its bytes are overwritten), so no third copy is made.
 fn flatten_to_rgb(img: DynamicImage) -> RgbImage {
     if !img.color().has_alpha() {
-        return img.to_rgb8();
+        return img.into_rgb8();
     }
-    let rgba = img.to_rgba8();
-    RgbImage::from_fn(rgba.width(), rgba.height(), |x, y| {
-        let p = rgba.get_pixel(x, y).0;
+    let (w, h) = (img.width(), img.height());
+    let mut buf = img.into_rgba8().into_raw();
+    let n = buf.len() / 4;
+    for i in 0..n {
+        let p = [buf[4 * i], buf[4 * i + 1], buf[4 * i + 2], buf[4 * i + 3]];
         let a = p[3] as f32 / 255.0;
-        image::Rgb([0, 1, 2].map(|c| (p[c] as f32 * a + 255.0 * (1.0 - a)).round() as u8))
-    })
+        for c in 0..3 {
+            buf[3 * i + c] = (p[c] as f32 * a + 255.0 * (1.0 - a)).round() as u8;
+        }
+    }
+    buf.truncate(n * 3);
+    buf.shrink_to_fit();
+    RgbImage::from_raw(w, h, buf).expect("3 bytes per pixel")
 }
 
 /// Cut the centre square of the image and resize it to `size`×`size` (the shorter side is
@@ -144,6 +405,62 @@ mod tests {
         let img = RgbImage::from_fn(20_000, 1, |x, _| image::Rgb([(x / 100) as u8, 0, 0]));
         let out = resize_center_crop(&img, 8);
         assert!(out.pixels().all(|p| p.0 == [99, 0, 0]));
+    }
+
+    #[test]
+    fn a_reservation_waits_until_the_budget_is_free() {
+        let b = DecodeBudget::new(100);
+        let first = b.reserve(60);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let second = b.reserve(60);
+                tx.send(b.used()).unwrap();
+                drop(second);
+            });
+            // 60 + 60 > 100: the second cannot have its bytes while the first holds them.
+            assert!(rx
+                .recv_timeout(std::time::Duration::from_millis(200))
+                .is_err());
+            assert_eq!(b.used(), 60);
+            drop(first);
+            assert_eq!(
+                rx.recv().unwrap(),
+                60,
+                "the second got its bytes once freed"
+            );
+        });
+        assert_eq!(b.used(), 0);
+        let mut r = b.reserve(1_000);
+        assert_eq!(
+            b.used(),
+            100,
+            "an oversized reservation is capped at the total"
+        );
+        r.shrink_to(30);
+        assert_eq!(b.used(), 30);
+    }
+
+    #[test]
+    fn grey_alpha_is_flattened_on_white_in_place() {
+        let mut png = Vec::new();
+        DynamicImage::ImageLumaA8(image::GrayAlphaImage::from_fn(5, 3, |x, _| {
+            image::LumaA([100, if x == 0 { 0 } else { 255 }])
+        }))
+        .write_to(&mut Cursor::new(&mut png), ImageFormat::Png)
+        .unwrap();
+        let img = decode(&png).unwrap();
+        assert_eq!(img.dimensions(), (5, 3));
+        assert_eq!(
+            img.get_pixel(0, 0).0,
+            [255, 255, 255],
+            "transparent is white"
+        );
+        assert_eq!(img.get_pixel(1, 0).0, [100, 100, 100]);
+        assert_eq!(img.as_raw().len(), 5 * 3 * 3);
+        drop(img);
+        let jpeg_like = [0xFF, 0xD8, 0xFF, 0xC2, 0, 11, 8, 0, 1, 0, 1, 3];
+        assert_eq!(jpeg_frame(&jpeg_like), Some((true, 3)));
     }
 
     #[test]

@@ -135,6 +135,20 @@ impl FeatureSpec {
         )
     }
 
+    /// Every field that changes the numbers, with the full weights hash: what a cache shard
+    /// records and is checked against before it is served.
+    pub fn identity(&self) -> String {
+        format!(
+            "{}-w{}-{}-{}-s{}-p{}",
+            self.backbone.name(),
+            self.weights_sha256,
+            self.pooling.name(),
+            if self.flip { "flip" } else { "noflip" },
+            self.input_size,
+            self.preprocess_version
+        )
+    }
+
     /// Same features: every field but the informative file name.
     pub fn same_features(&self, other: &FeatureSpec) -> bool {
         FeatureSpec {
@@ -215,6 +229,9 @@ pub struct ExtractStats {
     pub computed: usize,
     pub from_cache: usize,
     pub skipped: usize,
+    /// Feature-cache problems (shards not used, cache not writable), as shown.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cache_warnings: Vec<String>,
     pub seconds: f64,
     /// Images per second over the computed ones.
     pub images_per_second: f64,
@@ -296,18 +313,22 @@ pub fn extract(
     }
     let dim = cfg.dim();
     let mut cache = match &opts.cache_dir {
-        Some(root) => Some(FeatureCache::open(&root.join(spec.cache_key()), dim)?),
+        Some(root) => Some(FeatureCache::open(&root.join(spec.cache_key()), spec)?),
         None => None,
     };
-    // Hash every file (content, not name, keys the cache), in parallel.
+    let mut cache_warnings = Vec::new();
+    if let Some(c) = cache.as_mut() {
+        for w in c.take_warnings() {
+            eprintln!("warning: {w}");
+            cache_warnings.push(w);
+        }
+    }
+    // Hash every file (content, not name, keys the cache), in parallel. Only regular files are
+    // read: a FIFO would block forever.
     let status: Vec<Status> = ids
         .par_iter()
-        .map(|id| match std::fs::read(dir.join(id)) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Status::Failed(DecodeError::Missing)
-            }
-            Err(e) => Status::Failed(DecodeError::Io(e.to_string())),
-            Ok(b) if b.is_empty() => Status::Failed(DecodeError::Empty),
+        .map(|id| match decode::read_image_file(&dir.join(id)) {
+            Err(e) => Status::Failed(e),
             Ok(b) => {
                 let h = blake3::hash(&b);
                 match cache.as_ref().and_then(|c| c.get(&h)) {
@@ -323,6 +344,7 @@ pub fn extract(
     let mut failures: Vec<(usize, DecodeError)> = Vec::new();
     let mut stats = ExtractStats {
         requested: ids.len(),
+        cache_warnings,
         ..Default::default()
     };
     let mut todo: Vec<(usize, blake3::Hash)> = Vec::new();
@@ -383,9 +405,19 @@ pub fn extract(
                     let decoded = chunk
                         .par_iter()
                         .map(|&(i, h)| {
-                            let r = std::fs::read(dir.join(&ids[i]))
-                                .map_err(|e| DecodeError::Io(e.to_string()))
-                                .and_then(|b| decode::decode(&b))
+                            let r = decode::read_image_file(&dir.join(&ids[i]))
+                                .and_then(|b| {
+                                    // Cached under the hash taken earlier: it must still be
+                                    // this content.
+                                    if blake3::hash(&b) != h {
+                                        return Err(DecodeError::Io(
+                                            "the file changed during extraction".into(),
+                                        ));
+                                    }
+                                    decode::decode(&b)
+                                })
+                                // The decoded image (and its share of the decode budget) is
+                                // let go as soon as it is resized.
                                 .map(|img| decode::resize_center_crop(&img, size).into_raw());
                             (i, h, r)
                         })
@@ -420,6 +452,10 @@ pub fn extract(
                     .collect();
                 if let Some(c) = cache.as_mut() {
                     c.write_shard(&entries)?;
+                    for w in c.take_warnings() {
+                        bar.suspend(|| eprintln!("warning: {w}"));
+                        stats.cache_warnings.push(w);
+                    }
                 }
                 for (g, r) in good.iter().zip(&rows) {
                     features
@@ -504,7 +540,7 @@ pub fn features_of_files(
     let px: Vec<Vec<u8>> = files
         .iter()
         .map(|f| {
-            let b = std::fs::read(f).map_err(|e| Error::io(f, e))?;
+            let b = decode::read_image_file(f).map_err(|e| Error::file(f, e.to_string()))?;
             let img = decode::decode(&b).map_err(|e| Error::file(f, e.to_string()))?;
             Ok(decode::resize_center_crop(&img, size).into_raw())
         })
