@@ -233,3 +233,40 @@ fn extract_skip_list_rows_are_csv_rows() {
     assert_eq!(t.rows[0][cr], "4");
     assert!(t.rows[0][cf].ends_with("list.csv"), "{}", t.rows[0][cf]);
 }
+
+/// Issue 16 item 4: `extract` read ids outside the image folder (`../x.jpg`, `/abs/x.jpg`) and
+/// cached their features; it now refuses them with their row, as every other command does.
+#[test]
+fn extract_refuses_ids_outside_the_image_folder() {
+    common::models();
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path();
+    let data = tuwen::data::synthetic::generate(&root.join("syn"), 2, 0, 1).unwrap();
+    // A real image outside the folder, reachable by both spellings.
+    let outside = root.join("outside.jpg");
+    let first = tuwen::data::read_pairs(&data.train_pairs).unwrap().pairs[0]
+        .image_id
+        .clone();
+    std::fs::copy(data.images.join(&first), &outside).unwrap();
+    let cache = root.join("cache");
+    for bad in ["../outside.jpg".to_string(), outside.display().to_string()] {
+        let csv = root.join("ids.csv");
+        write(&csv, &format!("image_id\n{first}\n{bad}\n"));
+        let out = tuwen(
+            &[
+                "extract",
+                "--backbone",
+                "efficientnet-lite0",
+                "--flip",
+                "false",
+            ],
+            &[
+                ("--pairs", &csv),
+                ("--images", &data.images),
+                ("--cache", &cache),
+            ],
+        );
+        fails_with(&out, &["row 2", "inside the image folder"]);
+    }
+    assert!(!cache.exists(), "nothing may be computed or cached");
+}
