@@ -10,6 +10,12 @@ use tuwen::jobs;
 use tuwen::retrieval::Bank;
 
 fn main() -> Result<()> {
+    // `tuwen … | head` ends quietly, as other command-line tools do, instead of a panic on the
+    // closed pipe (Rust ignores SIGPIPE by default).
+    // SAFETY: restoring a signal's default disposition at start-up, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     // After parsing, so `--help` and argument errors don't pay for a restart.
     tuwen::blas::reexec_with_fast_kernels();

@@ -337,14 +337,16 @@ fn rank_report_export_replace_only_their_own_outputs() {
 
     // Item 10: when a task fails, no result file is replaced (never a new result1.csv beside a
     // stale result2.csv).
-    std::fs::write(res.join("result1.csv"), "previous").unwrap();
+    // (An earlier result file of this task: its header marks it as tuwen's.)
+    let previous = "text_id,similarity_ranking,result_image_id\nprevious\n";
+    std::fs::write(res.join("result1.csv"), previous).unwrap();
     let image_test = f.d3.join("image_test.csv");
     let saved = std::fs::read(&image_test).unwrap();
     std::fs::write(&image_test, "image_id\ngone1.jpg\ngone2.jpg\n").unwrap();
     fails(&run(&mut f.rank(&res)), &["image_test.csv"]);
     assert_eq!(
         std::fs::read_to_string(res.join("result1.csv")).unwrap(),
-        "previous"
+        previous
     );
     std::fs::write(&image_test, saved).unwrap();
 

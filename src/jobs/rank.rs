@@ -162,6 +162,7 @@ pub fn rank_all(ranker: &Ranker, jobs: &[RankJob], inputs: &[&Path]) -> Result<V
         let mut all = inputs.to_vec();
         all.extend([j.queries.as_path(), &j.gallery, &j.images]);
         crate::fsutil::check_not_input(&j.out, &all)?;
+        out_csv::check_result_target(&j.out, j.direction)?;
     }
     let batch = crate::fsutil::OutputBatch::begin(jobs.iter().map(|j| &j.out))?;
     let outs = jobs

@@ -37,6 +37,9 @@ pub fn teddy_report(
     for o in &outs {
         crate::fsutil::check_not_input(o, &all)?;
     }
+    for j in &jobs {
+        crate::outputs::csv::check_result_target(&j.out, j.direction)?;
+    }
     let batch = crate::fsutil::OutputBatch::begin(&outs)?;
     let mut sections = Vec::new();
     let mut outputs = Vec::new();

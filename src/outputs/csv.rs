@@ -101,6 +101,35 @@ pub fn write_results(
     super::write_atomic(path, &bytes)
 }
 
+/// A result file may only replace a result file of the same task (or nothing): never a user's
+/// file that happens to be called `result1.csv`, and never through a symbolic link. Checked
+/// before any work, so a refusal costs nothing.
+pub fn check_result_target(path: &Path, task: Direction) -> Result<()> {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if meta.file_type().is_symlink() {
+        return Err(Error::file(
+            path,
+            "is a symbolic link; tuwen does not write result files through links (remove it or \
+             choose another --out-dir)",
+        ));
+    }
+    let first = std::fs::read(path).ok().and_then(|b| {
+        b.split(|&c| c == b'\n')
+            .next()
+            .map(|l| String::from_utf8_lossy(l).trim().to_string())
+    });
+    if meta.is_file() && first.as_deref() == Some(task.header().join(",").as_str()) {
+        return Ok(());
+    }
+    Err(Error::file(
+        path,
+        "exists and is not a tuwen result file of this task; it is not replaced (move it or \
+         choose another --out-dir)",
+    ))
+}
+
 /// Read a result file back and validate it (for users checking a file, and for tests).
 pub fn check_file(
     path: &Path,
@@ -158,6 +187,28 @@ mod tests {
 
     fn ids(p: &str, n: usize) -> Vec<String> {
         (0..n).map(|i| format!("{p}{i}")).collect()
+    }
+
+    #[test]
+    fn only_a_result_file_of_the_same_task_is_replaced() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("result1.csv");
+        check_result_target(&p, Direction::TextToImage).unwrap();
+        let (q, g) = (ids("q", 1), ids("g", 5));
+        write_results(&p, Direction::TextToImage, &q, std::slice::from_ref(&g), &g).unwrap();
+        check_result_target(&p, Direction::TextToImage).unwrap();
+        assert!(check_result_target(&p, Direction::ImageToText).is_err());
+        std::fs::write(&p, "my,own\n").unwrap();
+        let e = check_result_target(&p, Direction::TextToImage)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a tuwen result file"), "{e}");
+        let link = d.path().join("result2.csv");
+        std::os::unix::fs::symlink(&p, &link).unwrap();
+        let e = check_result_target(&link, Direction::ImageToText)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("symbolic link"), "{e}");
     }
 
     #[test]
