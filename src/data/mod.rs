@@ -158,6 +158,22 @@ fn display<S: serde::Serializer>(r: &SkipReason, s: S) -> std::result::Result<S:
     s.collect_str(r)
 }
 
+/// The first ten skips as `id (reason)`, comma-separated, and how many more: for notes.
+pub fn list_skips(s: &[Skip]) -> String {
+    let shown: Vec<String> = s
+        .iter()
+        .take(10)
+        .map(|x| format!("{} ({})", x.id, x.reason))
+        .collect();
+    let more = s.len().saturating_sub(10);
+    let tail = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    shown.join(", ") + &tail
+}
+
 /// Why a row or file was not used: one kind per cause (counted by [`SkipReason::kind`]), with
 /// its details for the user.
 #[derive(Debug, Clone, PartialEq)]
@@ -350,6 +366,22 @@ pub fn read_ids(path: &Path, id_col: &str, with_caption: bool) -> Result<IdList>
         ids,
         captions: cc.map(|_| caps),
     })
+}
+
+/// [`read_pairs`] of a file that must hold at least one usable pair (training, evaluation,
+/// export): none is an error saying how many rows were skipped.
+pub fn read_nonempty_pairs(path: &Path) -> Result<Pairs> {
+    let p = read_pairs(path)?;
+    if p.pairs.is_empty() {
+        return Err(Error::file(
+            path,
+            format!(
+                "no usable pair (image_id,caption) in the file ({} rows skipped)",
+                p.skipped.len()
+            ),
+        ));
+    }
+    Ok(p)
 }
 
 /// The distinct image ids of a pairs file or id list (column `image_id`), in first-appearance

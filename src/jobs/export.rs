@@ -72,20 +72,7 @@ pub struct ExportOutput {
 impl ExportOutput {
     /// What a user must be told about items left out (empty when none was).
     pub fn notes(&self) -> Vec<String> {
-        let list = |s: &[Skip]| {
-            let shown: Vec<String> = s
-                .iter()
-                .take(10)
-                .map(|x| format!("{} ({})", x.id, x.reason))
-                .collect();
-            let more = s.len().saturating_sub(10);
-            let tail = if more > 0 {
-                format!(" and {more} more")
-            } else {
-                String::new()
-            };
-            shown.join(", ") + &tail
-        };
+        let list = data::list_skips;
         let mut notes = Vec::new();
         if !self.failed_images.is_empty() {
             notes.push(format!(
@@ -166,16 +153,7 @@ pub fn embed(emb: &Embedder, opts: &ExportOptions) -> Result<(Vec<Embeddings>, E
     let mut empty_captions = Vec::new();
     match &opts.source {
         Source::Pairs(csv) => {
-            let p = data::read_pairs(csv)?;
-            if p.pairs.is_empty() {
-                return Err(Error::file(
-                    csv,
-                    format!(
-                        "no usable pair (image_id,caption) in the file ({} rows skipped)",
-                        p.skipped.len()
-                    ),
-                ));
-            }
+            let p = data::read_nonempty_pairs(csv)?;
             let mut seen = std::collections::HashSet::new();
             for (n, pair) in p.pairs.iter().enumerate() {
                 if seen.insert(pair.image_id.as_str()) {

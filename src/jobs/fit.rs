@@ -37,18 +37,9 @@ pub(crate) fn load_pairs_features(
     let mut skipped = Vec::new();
     let mut extract = Vec::new();
     for (si, (csv, dir)) in sets.iter().enumerate() {
-        let p = data::read_pairs(csv)?;
+        let p = data::read_nonempty_pairs(csv)?;
         if p.encoding == data::Encoding::Gbk {
             eprintln!("note: {} decoded as GBK", csv.display());
-        }
-        if p.pairs.is_empty() {
-            return Err(Error::file(
-                csv,
-                format!(
-                    "no usable pair (image_id,caption) in the file ({} rows skipped)",
-                    p.skipped.len()
-                ),
-            ));
         }
         skipped.extend(p.skipped);
         let (ids, pair_image) = data::group_images(&p.pairs);

@@ -106,20 +106,7 @@ impl RankOutput {
     /// What a user must be told about images left out (empty when none was).
     pub fn failure_notes(&self) -> Vec<String> {
         let mut notes = Vec::new();
-        let list = |s: &[Skip]| {
-            let shown: Vec<String> = s
-                .iter()
-                .take(10)
-                .map(|x| format!("{} ({})", x.id, x.reason))
-                .collect();
-            let more = s.len().saturating_sub(10);
-            shown.join(", ")
-                + &if more > 0 {
-                    format!(" and {more} more")
-                } else {
-                    String::new()
-                }
-        };
+        let list = data::list_skips;
         if !self.failed_queries.is_empty() {
             notes.push(format!(
                 "task {}: {} query images could not be read and have no results: {}",
