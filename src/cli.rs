@@ -46,6 +46,10 @@ choice!(PoolingArg => tuwen::features::image::Pooling {
     Max => Max,
     /// The whole 7×7 map flattened (VGG pool5, 25,088-d).
     Grid => Grid,
+    /// Global average and the 2×2 quadrant averages of the last map (5 blocks).
+    Pyramid => Pyramid,
+    /// EfficientNet: averages of stages 4, 5, 6 and of the last map (4 blocks).
+    Stages => Stages,
 });
 choice!(WeightingArg => tuwen::features::text::Weighting { Mean => Mean, Idf => Idf, Sif => Sif });
 choice!(ImageNormArg => tuwen::projection::ImageNorm { None => None, L2 => L2, SqrtL2 => SqrtL2 });
@@ -145,7 +149,8 @@ pub struct ImageArgs {
     /// CNN backbone.
     #[arg(long, value_enum, default_value = "efficientnet-lite2")]
     pub backbone: BackboneArg,
-    /// How the last conv map becomes a vector (grid = VGG pool5, 25,088-d).
+    /// How the last conv map becomes a vector (grid = VGG pool5, 25,088-d; pyramid = global +
+    /// 2×2 averages; stages = EfficientNet stages 4–6 and the last map, each averaged).
     #[arg(long, value_enum, default_value = "avg")]
     pub pooling: PoolingArg,
     /// Average features of the image and its mirror image (default on; 2× the extraction time).
@@ -156,6 +161,16 @@ pub struct ImageArgs {
     /// identity: the cache and the fitted model record it.
     #[arg(long)]
     pub weights: Option<PathBuf>,
+    /// A second network whose features are appended to the first's (each network normalised
+    /// on its own; its weights are the models folder's). Costs its own extraction pass.
+    #[arg(long, value_enum)]
+    pub second_backbone: Option<BackboneArg>,
+    /// The second network's pooling.
+    #[arg(long, value_enum, default_value = "avg", requires = "second_backbone")]
+    pub second_pooling: PoolingArg,
+    /// Flip averaging for the second network (default off: it doubles that network's cost).
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set, requires = "second_backbone")]
+    pub second_flip: bool,
 }
 
 /// How a query is scored against the gallery.
@@ -589,6 +604,11 @@ impl ImageArgs {
             backbone: self.backbone.into(),
             pooling: self.pooling.into(),
             flip: self.flip,
+            second: self.second_backbone.map(|b| image::NetworkConfig {
+                backbone: b.into(),
+                pooling: self.second_pooling.into(),
+                flip: self.second_flip,
+            }),
         }
     }
 }
@@ -671,6 +691,8 @@ impl FitCmd {
                 pca_solver: self.pca_solver.into(),
                 cca: CcaParams::new(self.components).reg(self.reg_image, self.reg_text),
                 power: self.power,
+                // Set by fit from the features.
+                image_blocks: Vec::new(),
             },
             extract: self.run.extract_options(self.image.weights.clone()),
             vectors: t.vectors.clone(),

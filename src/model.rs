@@ -289,8 +289,21 @@ impl Model {
             Array2::from_shape_vec((r, c), get(name, &[r, c])?)
                 .map_err(|e| Error::file(&st_path, format!("{name}: {e}")))
         };
+        let blocks = &config.projection.image_blocks;
+        if !blocks.is_empty()
+            && (blocks.iter().sum::<usize>() != dx || *blocks != config.image.blocks())
+        {
+            return Err(Error::file(
+                &cfg_path,
+                format!(
+                    "image blocks {blocks:?} do not match the image features ({:?})",
+                    config.image.blocks()
+                ),
+            ));
+        }
         let projection = Projection {
             image_norm: config.projection.image_norm,
+            image_blocks: blocks.clone(),
             image_mean: Array1::from(get("image_mean", &[dx])?),
             image_proj: arr2("image_proj", dx, k)?,
             text_mean: Array1::from(get("text_mean", &[dy])?),

@@ -10,7 +10,7 @@ use crate::data;
 use crate::embed::{Embedder, Listed};
 use crate::error::{Error, Result};
 use crate::explain;
-use crate::features::image::{self, decode, Backbone, ExtractOptions, FeatureSpec};
+use crate::features::image::{self, decode, ExtractOptions, FeatureSpec, Networks};
 use crate::retrieval::{self, Bank, Direction, ScoreOptions, Scorer};
 use ndarray::{Array2, ArrayView1};
 use serde_json::{json, Value};
@@ -38,7 +38,7 @@ pub struct Gallery {
     /// Caption text of each item of `captions`, in its order.
     caption_texts: Vec<String>,
     /// Loaded on the first upload only.
-    net: Mutex<Option<Backbone>>,
+    net: Mutex<Option<Networks>>,
     /// Images of the folder that could not be used (id, reason).
     pub skipped: Vec<(String, String)>,
 }
@@ -224,29 +224,26 @@ impl Gallery {
             return Err(bad("empty upload: send the image file as the request body"));
         }
         let spec = self.emb.spec();
-        let size = spec.input_size;
         // The decoded image returns its share of the decode budget here, before the network.
-        let px = {
-            let img = decode::decode(bytes)
-                .map_err(|e| HttpError(415, format!("not a usable image: {e}")))?;
-            decode::resize_center_crop(&img, size).into_raw()
-        };
+        let px = Networks::pixels(spec, bytes)
+            .map_err(|e| HttpError(415, format!("not a usable image: {e}")))?;
         let mut guard = self
             .net
             .lock()
             .map_err(|_| HttpError(500, "network lock poisoned".into()))?;
         if guard.is_none() {
             let ex = self.emb.extract_options();
-            let net = Backbone::load(spec.backbone, ex.weights.as_deref(), ex.device)
+            let nets = Networks::load(spec, ex.weights.as_deref(), ex.device)
                 .map_err(|e| HttpError(500, e.to_string()))?;
-            *guard = Some(net);
+            *guard = Some(nets);
         }
-        let Some(net) = guard.as_ref() else {
+        let Some(nets) = guard.as_ref() else {
             return Err(HttpError(500, "network not loaded".into()));
         };
-        let rows = image::forward(net, &[px.as_slice()], size, &spec.config())
+        let row = nets
+            .features(&px)
             .map_err(|e| HttpError(500, e.to_string()))?;
-        let raw = Array2::from_shape_vec((1, rows[0].len()), rows[0].clone())
+        let raw = Array2::from_shape_vec((1, row.len()), row)
             .map_err(|e| HttpError(500, e.to_string()))?;
         let q = self.emb.project_images(raw.view());
         self.image_neighbours(q.row(0), k, json!("(upload)"))
@@ -300,7 +297,9 @@ impl Gallery {
         // Never opens a FIFO that replaced a gallery file.
         let bytes = decode::read_image_file(&self.images_dir.join(id))
             .map_err(|e| HttpError(404, e.to_string()))?;
-        let img = decode::decode(&bytes).map_err(|e| HttpError(500, e.to_string()))?;
+        // Reduced-scale decode is enough for a 240-px thumbnail.
+        let img =
+            decode::decode_at_least(&bytes, 240).map_err(|e| HttpError(500, e.to_string()))?;
         let t = decode::thumbnail(&img, 240);
         let mut buf = Vec::new();
         ::image::DynamicImage::ImageRgb8(t)

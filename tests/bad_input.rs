@@ -170,11 +170,7 @@ fn extraction_skips_are_counted_reported_and_never_shift_ids() {
     let d = tempfile::tempdir().unwrap();
     let cases = fixture_folder(d.path());
     let ids: Vec<String> = cases.iter().map(|c| c.0.clone()).collect();
-    let cfg = ImageFeatureConfig {
-        backbone: BackboneKind::EfficientNetLite0,
-        pooling: Pooling::Avg,
-        flip: false,
-    };
+    let cfg = ImageFeatureConfig::single(BackboneKind::EfficientNetLite0, Pooling::Avg, false);
     let opts = ExtractOptions {
         cache_dir: Some(d.path().join("cache")),
         progress: false,
@@ -256,11 +252,7 @@ fn second_run_is_served_from_the_cache() {
     common::models();
     let d = tempfile::tempdir().unwrap();
     let (img, ids) = tiny_set(d.path(), 6);
-    let cfg = ImageFeatureConfig {
-        backbone: BackboneKind::EfficientNetLite0,
-        pooling: Pooling::Avg,
-        flip: true,
-    };
+    let cfg = ImageFeatureConfig::single(BackboneKind::EfficientNetLite0, Pooling::Avg, true);
     let opts = ExtractOptions {
         cache_dir: Some(d.path().join("cache")),
         progress: false,
@@ -284,11 +276,7 @@ fn killed_extraction_resumes_to_identical_features() {
     common::models();
     let d = tempfile::tempdir().unwrap();
     let (img, ids) = tiny_set(d.path(), 40);
-    let cfg = ImageFeatureConfig {
-        backbone: BackboneKind::EfficientNetLite0,
-        pooling: Pooling::Avg,
-        flip: false,
-    };
+    let cfg = ImageFeatureConfig::single(BackboneKind::EfficientNetLite0, Pooling::Avg, false);
     let spec = cfg.resolve(None).unwrap();
     // Uninterrupted reference run.
     let reference = fimg::extract(
@@ -401,11 +389,7 @@ fn gbk_bom_and_all_oov_captions_go_through_fit_with_counted_skips() {
     std::fs::write(d.path().join("gbk.csv"), &gbk).unwrap();
     let opts = tuwen::jobs::fit::FitOptions {
         sets: vec![(d.path().join("gbk.csv"), img.clone())],
-        image: ImageFeatureConfig {
-            backbone: BackboneKind::EfficientNetLite0,
-            pooling: Pooling::Avg,
-            flip: false,
-        },
+        image: ImageFeatureConfig::single(BackboneKind::EfficientNetLite0, Pooling::Avg, false),
         text: Default::default(),
         projection: tuwen::projection::ProjectionParams {
             pca_image: 8,
@@ -469,13 +453,9 @@ fn fifos_links_to_fifos_and_folders_are_skipped_without_hanging() {
     let ids: Vec<String> = ["ok.jpg", "pipe.jpg", "link.jpg", "folder.jpg"]
         .map(String::from)
         .to_vec();
-    let spec = ImageFeatureConfig {
-        backbone: BackboneKind::EfficientNetLite0,
-        pooling: Pooling::Avg,
-        flip: false,
-    }
-    .resolve(None)
-    .unwrap();
+    let spec = ImageFeatureConfig::single(BackboneKind::EfficientNetLite0, Pooling::Avg, false)
+        .resolve(None)
+        .unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     {
         let (ids, dir, cache) = (ids.clone(), dir.clone(), d.path().join("cache"));

@@ -53,13 +53,9 @@ fn png(img: &GrayImage) -> Vec<u8> {
 }
 
 fn spec() -> fimg::FeatureSpec {
-    ImageFeatureConfig {
-        backbone: BackboneKind::EfficientNetLite0,
-        pooling: Pooling::Avg,
-        flip: false,
-    }
-    .resolve(None)
-    .unwrap()
+    ImageFeatureConfig::single(BackboneKind::EfficientNetLite0, Pooling::Avg, false)
+        .resolve(None)
+        .unwrap()
 }
 
 fn no_cache() -> ExtractOptions {

@@ -35,11 +35,7 @@ fn library_fit_eval_beats_chance_by_far() {
     };
     let opts = tuwen::jobs::fit::FitOptions {
         sets: vec![(data.train_pairs.clone(), data.images.clone())],
-        image: ImageFeatureConfig {
-            backbone: BackboneKind::EfficientNetLite0,
-            pooling: Pooling::Avg,
-            flip: false,
-        },
+        image: ImageFeatureConfig::single(BackboneKind::EfficientNetLite0, Pooling::Avg, false),
         text: Default::default(),
         projection: tuwen::projection::ProjectionParams {
             pca_image: 64,

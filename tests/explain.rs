@@ -17,11 +17,7 @@ use tuwen::retrieval::{Bank, Direction, ScoreOptions};
 const TOL: f32 = 1e-5;
 
 fn lite0() -> ImageFeatureConfig {
-    ImageFeatureConfig {
-        backbone: BackboneKind::EfficientNetLite0,
-        pooling: Pooling::Avg,
-        flip: false,
-    }
+    ImageFeatureConfig::single(BackboneKind::EfficientNetLite0, Pooling::Avg, false)
 }
 
 fn ex(cache: &Path) -> ExtractOptions {

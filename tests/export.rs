@@ -13,11 +13,7 @@ fn small_model(root: &Path) -> (tuwen::model::Model, tuwen::data::synthetic::Syn
     let data = tuwen::data::synthetic::generate(&root.join("syn"), 24, 8, 9).unwrap();
     let opts = tuwen::jobs::fit::FitOptions {
         sets: vec![(data.train_pairs.clone(), data.images.clone())],
-        image: ImageFeatureConfig {
-            backbone: BackboneKind::EfficientNetLite0,
-            pooling: Pooling::Avg,
-            flip: false,
-        },
+        image: ImageFeatureConfig::single(BackboneKind::EfficientNetLite0, Pooling::Avg, false),
         text: Default::default(),
         projection: tuwen::projection::ProjectionParams {
             cca: tuwen::projection::CcaParams::new(6).reg(0.3, 0.3),

@@ -8,11 +8,7 @@ use tch::Device;
 use tuwen::features::image::{Backbone, BackboneKind, ExtractOptions, ImageFeatureConfig, Pooling};
 
 fn lite0() -> ImageFeatureConfig {
-    ImageFeatureConfig {
-        backbone: BackboneKind::EfficientNetLite0,
-        pooling: Pooling::Avg,
-        flip: false,
-    }
+    ImageFeatureConfig::single(BackboneKind::EfficientNetLite0, Pooling::Avg, false)
 }
 
 /// Rewrite a safetensors file, dropping tensors and replacing metadata.

@@ -15,11 +15,7 @@ fn vgg19_image_and_its_flip_are_nearer_than_two_images() {
     common::models();
     let files = common::flickr_images_with("狗", 3);
     let net = Backbone::load(BackboneKind::Vgg19, None, Device::Cpu).unwrap();
-    let cfg = ImageFeatureConfig {
-        backbone: BackboneKind::Vgg19,
-        pooling: Pooling::Avg,
-        flip: false,
-    };
+    let cfg = ImageFeatureConfig::single(BackboneKind::Vgg19, Pooling::Avg, false);
     let size = cfg.backbone.input_size();
     let mut px = Vec::new();
     for f in &files {
@@ -58,11 +54,7 @@ fn vgg19_grid_pooling_has_pool5_dimension() {
     common::models();
     let files = common::flickr_images_with("狗", 1);
     let net = Backbone::load(BackboneKind::Vgg19, None, Device::Cpu).unwrap();
-    let cfg = ImageFeatureConfig {
-        backbone: BackboneKind::Vgg19,
-        pooling: Pooling::Grid,
-        flip: true,
-    };
+    let cfg = ImageFeatureConfig::single(BackboneKind::Vgg19, Pooling::Grid, true);
     let f = image::features_of_files(&net, &files, &cfg).unwrap();
     assert_eq!(f[0].len(), 25_088);
     assert!(f[0].iter().all(|x| x.is_finite() && *x >= 0.0));
@@ -193,11 +185,7 @@ fn channels_last_and_nchw_layouts_give_the_same_features() {
     common::models();
     let files = common::flickr_images_with("狗", 2);
     for kind in [BackboneKind::Vgg19, BackboneKind::EfficientNetLite0] {
-        let cfg = ImageFeatureConfig {
-            backbone: kind,
-            pooling: Pooling::Avg,
-            flip: false,
-        };
+        let cfg = ImageFeatureConfig::single(kind, Pooling::Avg, false);
         let mut net = Backbone::load(kind, None, Device::Cpu).unwrap();
         assert!(net.channels_last(), "channels-last is the default");
         let fast = image::features_of_files(&net, &files, &cfg).unwrap();

@@ -10,11 +10,7 @@ fn cache() -> PathBuf {
 }
 
 fn lite0() -> ImageFeatureConfig {
-    ImageFeatureConfig {
-        backbone: BackboneKind::EfficientNetLite0,
-        pooling: Pooling::Avg,
-        flip: false,
-    }
+    ImageFeatureConfig::single(BackboneKind::EfficientNetLite0, Pooling::Avg, false)
 }
 
 #[test]

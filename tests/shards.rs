@@ -51,11 +51,7 @@ fn three_shards_merge_into_one_full_cache() {
     let data = tuwen::data::synthetic::generate(&root.join("syn"), 24, 0, 3).unwrap();
     let p = tuwen::data::read_pairs(&data.train_pairs).unwrap();
     let (ids, _) = tuwen::data::group_images(&p.pairs);
-    let cfg = ImageFeatureConfig {
-        backbone: BackboneKind::EfficientNetLite0,
-        pooling: Pooling::Avg,
-        flip: false,
-    };
+    let cfg = ImageFeatureConfig::single(BackboneKind::EfficientNetLite0, Pooling::Avg, false);
     let spec = cfg.resolve(None).unwrap();
 
     // The three parts partition the ids.
@@ -201,13 +197,9 @@ fn fixture() -> Fixture {
 }
 
 fn lite0(flip: bool) -> tuwen::features::image::FeatureSpec {
-    ImageFeatureConfig {
-        backbone: BackboneKind::EfficientNetLite0,
-        pooling: Pooling::Avg,
-        flip,
-    }
-    .resolve(None)
-    .unwrap()
+    ImageFeatureConfig::single(BackboneKind::EfficientNetLite0, Pooling::Avg, flip)
+        .resolve(None)
+        .unwrap()
 }
 
 /// Issue 16 item 6: a shard whose values were rewritten (a valid safetensors file) was served

@@ -1,7 +1,7 @@
 //! Image feature extraction timed end to end (read + decode + resize/crop + forward, no cache),
 //! then the forward pass alone on already-decoded pixels, channels-last (the default) and NCHW.
 //!   cargo run --release --example bench_extract -- --images DIR --ids LIST --out OUT.safetensors
-//!       [--backbone vgg19] [--forward-images 32]
+//!       [--backbone vgg19] [--forward-images 32] [--flip]
 //! LIST holds one file name (relative to DIR) per line. OUT gets `features` (one row per listed
 //! file) and `pixels`/`pixel_features` (the first images' decoded 224×224 RGB input and its
 //! features), which experiments/bench/extract.py feeds to PyTorch for the same-input check.
@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 use tuwen::features::image::{
     self, backbone::Backbone, backbone::BackboneKind, decode, ExtractOptions, ImageFeatureConfig,
-    Pooling,
+    InferencePath, Pooling,
 };
 
 fn main() {
@@ -27,17 +27,14 @@ fn main() {
         .parse::<BackboneKind>()
         .expect("a backbone name");
     let n_forward: usize = opt("--forward-images").map_or(32, |v| v.parse().unwrap());
+    let flip = args.iter().any(|a| a == "--flip");
     let ids: Vec<String> = std::fs::read_to_string(&list)
         .unwrap()
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| l.trim().to_string())
         .collect();
-    let cfg = ImageFeatureConfig {
-        backbone,
-        pooling: Pooling::Avg,
-        flip: false,
-    };
+    let cfg = ImageFeatureConfig::single(backbone, Pooling::Avg, flip);
     let opts = ExtractOptions {
         cache_dir: None,
         progress: false,
@@ -56,7 +53,7 @@ fn main() {
     let mut report = serde_json::json!({
         "method": "tuwen", "backbone": backbone.name(), "images": ids.len(), "extracted": done,
         "skipped": f.skipped.len(), "seconds": secs, "images_per_s": done as f64 / secs,
-        "torch_threads": threads,
+        "torch_threads": threads, "flip": flip,
     });
     let mut mats = vec![("features", f.features.view().to_owned()), ("ok", ok_col)];
     if n_forward > 0 {
@@ -76,8 +73,9 @@ fn main() {
 }
 
 /// Forward pass alone on the first `n` decodable images (batches of the default size, after a
-/// warm-up), channels-last and NCHW interleaved; adds its timings to `report` and returns the
-/// decoded pixels and their features for the same-input check.
+/// warm-up): the fused path channels-last (what tuwen runs), NCHW, and the reference path
+/// (batch norm unfolded, explicit padding, flip as a second batch) interleaved; adds its timings
+/// to `report` and returns the decoded pixels and their features for the same-input check.
 fn forward_part(
     ids: &[String],
     dir: &std::path::Path,
@@ -91,14 +89,15 @@ fn forward_part(
         .iter()
         .filter_map(|id| {
             let b = std::fs::read(dir.join(id)).ok()?;
-            let img = decode::decode(&b).ok()?;
-            Some(decode::resize_center_crop(&img, size).into_raw())
+            Some(decode::network_input(&b, size).ok()?.into_raw())
         })
         .take(n)
         .collect();
     let net = Backbone::load(cfg.backbone, None, tch::Device::Cpu).unwrap();
     let mut nchw = Backbone::load(cfg.backbone, None, tch::Device::Cpu).unwrap();
     nchw.set_channels_last(false);
+    let mut reference = Backbone::load(cfg.backbone, None, tch::Device::Cpu).unwrap();
+    reference.set_inference_path(InferencePath::Reference);
     let refs: Vec<&[u8]> = pixels.iter().map(|p| p.as_slice()).collect();
     let run = |net: &Backbone| -> Vec<Vec<f32>> {
         refs.chunks(opts.batch_size)
@@ -107,9 +106,13 @@ fn forward_part(
     };
     let pixel_features = run(&net); // also the warm-up
     let nchw_features = run(&nchw);
+    let reference_features = run(&reference);
     // Interleaved, best of 3: this shared machine's speed drifts within minutes.
-    let (mut fwd_secs, mut nchw_secs) = (f64::INFINITY, f64::INFINITY);
+    let (mut fwd_secs, mut nchw_secs, mut ref_secs) = (f64::INFINITY, f64::INFINITY, f64::INFINITY);
     for _ in 0..3 {
+        let t = Instant::now();
+        run(&reference);
+        ref_secs = ref_secs.min(t.elapsed().as_secs_f64());
         let t = Instant::now();
         run(&net);
         fwd_secs = fwd_secs.min(t.elapsed().as_secs_f64());
@@ -122,6 +125,15 @@ fn forward_part(
         .flatten()
         .zip(nchw_features.iter().flatten())
         .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    let reference_rel_diff = pixel_features
+        .iter()
+        .zip(&reference_features)
+        .map(|(a, b)| {
+            let scale = b.iter().fold(0f32, |m, x| m.max(x.abs()));
+            let d = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            d / scale
+        })
         .fold(0f32, f32::max);
     let m = pixels.len();
     for (k, v) in [
@@ -136,6 +148,14 @@ fn forward_part(
             serde_json::json!(m as f64 / nchw_secs),
         ),
         ("layout_max_abs_diff", serde_json::json!(layout_diff)),
+        (
+            "forward_images_per_s_reference",
+            serde_json::json!(m as f64 / ref_secs),
+        ),
+        (
+            "reference_max_rel_diff",
+            serde_json::json!(reference_rel_diff),
+        ),
     ] {
         report[k] = v;
     }

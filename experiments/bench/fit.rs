@@ -74,11 +74,7 @@ fn main() {
     // Features, as `tuwen fit` computes them.
     let pairs = tuwen::data::read_pairs(&pairs_csv).unwrap();
     let (ids, owner) = tuwen::data::group_images(&pairs.pairs);
-    let cfg = ImageFeatureConfig {
-        backbone: BackboneKind::EfficientNetLite2,
-        pooling: Pooling::Avg,
-        flip: false,
-    };
+    let cfg = ImageFeatureConfig::single(BackboneKind::EfficientNetLite2, Pooling::Avg, false);
     let spec = cfg.resolve(None).unwrap();
     let f = image::extract(&ids, &images, &spec, &ExtractOptions::default()).unwrap();
     assert!(f.ok.iter().all(|&o| o), "every training image must decode");

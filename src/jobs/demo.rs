@@ -39,11 +39,7 @@ pub fn demo(o: &DemoOptions, say: &mut dyn FnMut(String)) -> Result<DemoOutput> 
     ));
     let opts = fit::FitOptions {
         sets: vec![(data.train_pairs.clone(), data.images.clone())],
-        image: ImageFeatureConfig {
-            backbone: o.backbone,
-            pooling: Pooling::Avg,
-            flip: false,
-        },
+        image: ImageFeatureConfig::single(o.backbone, Pooling::Avg, false),
         text: TextFeatureConfig::default(),
         projection: ProjectionParams {
             pca_image: 64,

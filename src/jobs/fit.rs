@@ -170,9 +170,15 @@ pub fn fit(opts: &FitOptions) -> Result<(Model, FitReport)> {
     let texts = texts.select(Axis(0), &keep);
     let owner: Vec<usize> = keep.iter().map(|&i| pf.owner[i]).collect();
     let t0 = Instant::now();
-    let projection = opts
-        .projection
-        .fit(pf.images.view(), &owner, texts.view())?;
+    // Several networks or layers: each block normalised on its own.
+    let params = ProjectionParams {
+        image_blocks: match spec.blocks() {
+            b if b.len() > 1 => b,
+            _ => Vec::new(),
+        },
+        ..opts.projection.clone()
+    };
+    let projection = params.fit(pf.images.view(), &owner, texts.view())?;
     let fit_seconds = t0.elapsed().as_secs_f64();
     let banks = TrainBanks::sample(
         projection.project_images(pf.images.view()),
@@ -218,7 +224,7 @@ pub fn fit(opts: &FitOptions) -> Result<(Model, FitReport)> {
         format: FORMAT,
         image: spec,
         text: opts.text.clone(),
-        projection: opts.projection.clone(),
+        projection: params,
         word_vectors,
         word_vectors2,
         train: TrainInfo {

@@ -46,7 +46,7 @@ fn thumb(path: &Path, cache: &mut HashMap<std::path::PathBuf, String>) -> String
     }
     let html = match decode::read_image_file(path)
         .ok()
-        .and_then(|b| decode::decode(&b).ok())
+        .and_then(|b| decode::decode_at_least(&b, 160).ok())
     {
         Some(img) => {
             let t = decode::thumbnail(&img, 160);

@@ -35,6 +35,27 @@ pub enum ImageNorm {
 }
 
 impl ImageNorm {
+    /// Normalise each block of columns (widths `blocks`, summing to the row width) on its own,
+    /// then scale by 1/√blocks so a row stays unit-length: features of two networks, or of
+    /// several layers, each count by their pattern, not by their magnitude. An empty or
+    /// one-block list is the whole row ([`ImageNorm::apply`]).
+    pub fn apply_blocks(&self, x: ArrayView2<f32>, blocks: &[usize]) -> Array2<f32> {
+        if blocks.len() <= 1 || *self == ImageNorm::None {
+            return self.apply(x);
+        }
+        let scale = 1.0 / (blocks.len() as f32).sqrt();
+        let mut out = Array2::<f32>::zeros(x.raw_dim());
+        let mut at = 0;
+        for &w in blocks {
+            let end = (at + w).min(x.ncols());
+            let part = self.apply(x.slice(ndarray::s![.., at..end]));
+            out.slice_mut(ndarray::s![.., at..end])
+                .assign(&part.mapv(|v| v * scale));
+            at = end;
+        }
+        out
+    }
+
     pub fn apply(&self, x: ArrayView2<f32>) -> Array2<f32> {
         match self {
             ImageNorm::None => x.to_owned(),
@@ -58,6 +79,10 @@ pub struct ProjectionParams {
     pub cca: CcaParams,
     /// Scale canonical component k by correlation_k^power (Gong et al. 2014 use 4).
     pub power: f64,
+    /// Widths of the image feature blocks normalised on their own ([`ImageNorm::apply_blocks`]);
+    /// set from the feature spec by `fit` (empty: one block).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_blocks: Vec<usize>,
 }
 
 impl Default for ProjectionParams {
@@ -72,6 +97,7 @@ impl Default for ProjectionParams {
             pca_solver: pca::PcaSolver::Eigh,
             cca: CcaParams::new(256).reg(0.3, 1.0),
             power: 2.0,
+            image_blocks: Vec::new(),
         }
     }
 }
@@ -80,6 +106,8 @@ impl Default for ProjectionParams {
 #[derive(Debug, Clone)]
 pub struct Projection {
     pub image_norm: ImageNorm,
+    /// [`ProjectionParams::image_blocks`].
+    pub image_blocks: Vec<usize>,
     pub image_mean: Array1<f32>,
     pub image_proj: Array2<f32>,
     pub text_mean: Array1<f32>,
@@ -229,7 +257,16 @@ impl ProjectionParams {
         self.check()?;
         // Checked after normalisation: images whose features differ only in scale are the same
         // image to an L2-normalised fit.
-        let normed = self.image_norm.apply(images);
+        if !self.image_blocks.is_empty()
+            && self.image_blocks.iter().sum::<usize>() != images.ncols()
+        {
+            return Err(Error::Param(format!(
+                "image feature blocks {:?} do not add up to the {} feature columns",
+                self.image_blocks,
+                images.ncols()
+            )));
+        }
+        let normed = self.image_norm.apply_blocks(images, &self.image_blocks);
         check_fit_data(normed.view(), owner, Some(texts))?;
         let (kx, ky) = match self.method {
             Method::PcaCca => (self.pca_image, self.pca_text),
@@ -252,6 +289,7 @@ impl ProjectionParams {
         let f32s = |m: Array1<f64>| m.mapv(|v| v as f32);
         let p = Projection {
             image_norm: self.image_norm,
+            image_blocks: self.image_blocks.clone(),
             image_mean: f32s(image_mean),
             image_proj: (&image_proj * &scale).mapv(|v| v as f32),
             text_mean: f32s(text_mean),
@@ -278,7 +316,7 @@ impl Projection {
     /// Unit-length rows of the shared space. Through the one float path ([`crate::kernel`]):
     /// a row projected alone or in a batch, in any command, gets the same bits.
     pub fn project_images(&self, x: ArrayView2<f32>) -> Array2<f32> {
-        let centred = &self.image_norm.apply(x) - &self.image_mean;
+        let centred = &self.image_norm.apply_blocks(x, &self.image_blocks) - &self.image_mean;
         normalize_rows(kernel::dots(
             centred.view(),
             self.image_proj.t().as_standard_layout().view(),

@@ -63,6 +63,30 @@ impl BackboneKind {
             _ => 1280,
         }
     }
+    /// Output channels of EfficientNet stages 4, 5 and 6 ([`Pooling::Stages`]); checked against
+    /// the weights at load.
+    pub fn stage_channels(&self) -> Option<[usize; 3]> {
+        match self {
+            BackboneKind::EfficientNetLite0 => Some([112, 192, 320]),
+            BackboneKind::EfficientNetLite2 => Some([120, 208, 352]),
+            _ => None,
+        }
+    }
+    /// Widths of the blocks a pooling gives, in order (their sum is the feature dimension); each
+    /// block is normalised on its own by the projection.
+    pub fn pooled_blocks(&self, pooling: Pooling) -> Option<Vec<usize>> {
+        let c = self.channels();
+        match pooling {
+            Pooling::Avg | Pooling::Max => Some(vec![c]),
+            Pooling::Grid => self.is_vgg().then(|| vec![c * 49]),
+            Pooling::Pyramid => Some(vec![c; 5]),
+            Pooling::Stages => self.stage_channels().map(|s| {
+                let mut b = s.to_vec();
+                b.push(c);
+                b
+            }),
+        }
+    }
     fn is_vgg(&self) -> bool {
         matches!(self, BackboneKind::Vgg19 | BackboneKind::Vgg16)
     }
@@ -78,16 +102,29 @@ pub enum Pooling {
     Max,
     /// VGG only: the flattened pool5 grid (512×7×7 = 25,088-d).
     Grid,
+    /// Spatial pyramid of the last map: its global average, then the averages of its 2×2
+    /// quadrants (5 blocks of C: 6,400-d for EfficientNet, 2,560 for VGG).
+    Pyramid,
+    /// EfficientNet only: the global averages of the outputs of stages 4, 5 and 6 (the last
+    /// three MBConv stages: mid-level colour and texture the head discards), then of the last
+    /// map (4 blocks; Lite2 120 + 208 + 352 + 1,280 = 1,960-d).
+    Stages,
 }
 
 impl std::str::FromStr for Pooling {
     type Err = String;
     /// The names of [`Pooling::name`] (`avg`, `max`, `grid`).
     fn from_str(s: &str) -> Result<Self, String> {
-        [Pooling::Avg, Pooling::Max, Pooling::Grid]
-            .into_iter()
-            .find(|p| p.name().eq_ignore_ascii_case(s))
-            .ok_or_else(|| format!("unknown pooling `{s}`"))
+        [
+            Pooling::Avg,
+            Pooling::Max,
+            Pooling::Grid,
+            Pooling::Pyramid,
+            Pooling::Stages,
+        ]
+        .into_iter()
+        .find(|p| p.name().eq_ignore_ascii_case(s))
+        .ok_or_else(|| format!("unknown pooling `{s}`"))
     }
 }
 
@@ -97,6 +134,8 @@ impl Pooling {
             Pooling::Avg => "avg",
             Pooling::Max => "max",
             Pooling::Grid => "grid",
+            Pooling::Pyramid => "pyramid",
+            Pooling::Stages => "stages",
         }
     }
 }
@@ -112,6 +151,19 @@ pub enum Preprocess {
     Half,
 }
 
+/// How a loaded network runs its convolutions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InferencePath {
+    /// Every batch norm folded into its convolution's weights and bias once at load (exact in
+    /// eval mode up to float rounding), symmetric SAME padding passed to the convolution, the
+    /// mirrored view in the same batch as the original: one memory pass per unit.
+    Fused,
+    /// The network as written: explicit padding copy, convolution, batch norm, activation, and
+    /// the mirrored view as a second batch. Kept as the reference the fused path is checked
+    /// against (tests/fused_path.rs).
+    Reference,
+}
+
 /// A loaded network.
 pub struct Backbone {
     pub kind: BackboneKind,
@@ -122,6 +174,9 @@ pub struct Backbone {
     weights: HashMap<String, Tensor>,
     net: Net,
     channels_last: bool,
+    path: InferencePath,
+    /// Per EfficientNet conv name: the convolution with its batch norm folded in (weight, bias).
+    folded: HashMap<String, (Tensor, Tensor)>,
 }
 
 enum Net {
@@ -132,6 +187,8 @@ enum Net {
 
 struct Block {
     index: usize,
+    /// EfficientNet stage (0–6) the block belongs to.
+    stage: i64,
     expand: bool,
     kernel: i64,
     stride: i64,
@@ -214,6 +271,8 @@ impl Backbone {
             weights,
             net,
             channels_last: false,
+            path: InferencePath::Fused,
+            folded: HashMap::new(),
         };
         net.set_channels_last(true);
         net.probe(&path)?;
@@ -226,11 +285,26 @@ impl Backbone {
     fn probe(&self, path: &Path) -> Result<()> {
         let x = Tensor::zeros([1, 3, 32, 32], (Kind::Float, self.device));
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            tch::no_grad(|| self.feature_map(&self.normalise(&x)).size())
+            tch::no_grad(|| {
+                let (map, taps) = self.feature_maps(&self.normalise(&x), true);
+                let taps: Vec<usize> = taps.iter().map(|t| t.size()[1] as usize).collect();
+                (map.size(), taps)
+            })
         }));
+        let stages_ok = |taps: &[usize]| match self.kind.stage_channels() {
+            Some(want) => taps == want,
+            None => taps.is_empty(),
+        };
         match run {
-            Ok(s) if s.len() == 4 && s[1] == self.kind.channels() as i64 => Ok(()),
-            Ok(s) => Err(Error::asset(
+            Ok((_, taps)) if !stages_ok(&taps) => Err(Error::asset(
+                path,
+                format!(
+                    "the network's stages 4–6 give {taps:?} channels, not {:?}",
+                    self.kind.stage_channels()
+                ),
+            )),
+            Ok((s, _)) if s.len() == 4 && s[1] == self.kind.channels() as i64 => Ok(()),
+            Ok((s, _)) => Err(Error::asset(
                 path,
                 format!(
                     "the network gives {s:?} feature maps, not {} channels",
@@ -258,6 +332,55 @@ impl Backbone {
             }
         }
         self.channels_last = on;
+        self.fold_batch_norms();
+    }
+
+    /// Which path runs the convolutions (default [`InferencePath::Fused`]).
+    pub fn set_inference_path(&mut self, path: InferencePath) {
+        self.path = path;
+    }
+
+    pub fn inference_path(&self) -> InferencePath {
+        self.path
+    }
+
+    /// w' = w · γ/√(σ²+ε) per output channel, b' = β − μ · γ/√(σ²+ε), for every conv + batch
+    /// norm unit of an EfficientNet; computed in f64 so the fold adds no rounding of its own.
+    fn fold_batch_norms(&mut self) {
+        let Net::EfficientNet(blocks) = &self.net else {
+            return;
+        };
+        let mut units = vec![
+            ("_conv_stem".to_string(), "_bn0".to_string()),
+            ("_conv_head".to_string(), "_bn1".to_string()),
+        ];
+        for b in blocks {
+            let p = format!("_blocks.{}", b.index);
+            if b.expand {
+                units.push((format!("{p}._expand_conv"), format!("{p}._bn0")));
+            }
+            units.push((format!("{p}._depthwise_conv"), format!("{p}._bn1")));
+            units.push((format!("{p}._project_conv"), format!("{p}._bn2")));
+        }
+        let mut folded = HashMap::new();
+        for (conv, bn) in units {
+            let f64_of = |n: String| self.weights[&n].to_kind(Kind::Double);
+            let gamma = f64_of(format!("{bn}.weight"));
+            let beta = f64_of(format!("{bn}.bias"));
+            let mean = f64_of(format!("{bn}.running_mean"));
+            let var = f64_of(format!("{bn}.running_var"));
+            let scale = gamma / (var + BN_EPS).sqrt();
+            let w = f64_of(format!("{conv}.weight")) * scale.view([-1, 1, 1, 1]);
+            let w = w.to_kind(Kind::Float);
+            let w = if self.channels_last {
+                to_channels_last(&w)
+            } else {
+                w.contiguous()
+            };
+            let b = (beta - mean * scale).to_kind(Kind::Float);
+            folded.insert(conv, (w, b));
+        }
+        self.folded = folded;
     }
 
     pub fn channels_last(&self) -> bool {
@@ -289,6 +412,12 @@ impl Backbone {
 
     /// Last convolutional map (N×C×h×w) of a normalised batch. For VGG this is relu5 before pool5.
     pub fn feature_map(&self, x: &Tensor) -> Tensor {
+        self.feature_maps(x, false).0
+    }
+
+    /// The last map, and with `taps` (EfficientNet) the outputs of stages 4, 5 and 6.
+    pub fn feature_maps(&self, x: &Tensor, taps: bool) -> (Tensor, Vec<Tensor>) {
+        let mut tapped = Vec::new();
         let x = &if self.channels_last {
             to_channels_last(x)
         } else {
@@ -314,11 +443,11 @@ impl Backbone {
                         x = x.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
                     }
                 }
-                x
+                (x, tapped)
             }
             Net::EfficientNet(blocks) => {
                 let mut x = self.conv_bn(x, "_conv_stem", "_bn0", 3, 2, 1, true);
-                for b in blocks {
+                for (i, b) in blocks.iter().enumerate() {
                     let p = format!("_blocks.{}", b.index);
                     let input = x.shallow_clone();
                     if b.expand {
@@ -354,13 +483,22 @@ impl Backbone {
                     if b.skip {
                         x += input;
                     }
+                    let last_of_stage = blocks.get(i + 1).is_none_or(|n| n.stage != b.stage);
+                    if taps && b.stage >= 4 && last_of_stage {
+                        tapped.push(x.shallow_clone());
+                    }
                 }
-                self.conv_bn(&x, "_conv_head", "_bn1", 1, 1, 1, true)
+                (
+                    self.conv_bn(&x, "_conv_head", "_bn1", 1, 1, 1, true),
+                    tapped,
+                )
             }
         }
     }
 
     /// conv (TensorFlow "SAME" padding, no bias) + batch norm (+ ReLU6): EfficientNet's unit.
+    /// Fused: one convolution with the folded weights and bias, the padding inside it where SAME
+    /// padding is symmetric (an explicit copy only where it is not: stride 2 on even sides).
     #[allow(clippy::too_many_arguments)]
     fn conv_bn(
         &self,
@@ -372,6 +510,17 @@ impl Backbone {
         groups: i64,
         act: bool,
     ) -> Tensor {
+        if self.path == InferencePath::Fused {
+            let (w, b) = &self.folded[conv];
+            let mut y = match symmetric_same_pad(x, k, s) {
+                Some((ph, pw)) => x.conv2d(w, Some(b), [s, s], [ph, pw], [1, 1], groups),
+                None => same_pad(x, k, s).conv2d(w, Some(b), [s, s], [0, 0], [1, 1], groups),
+            };
+            if act {
+                let _ = y.clamp_(0.0, 6.0);
+            }
+            return y;
+        }
         let x = same_pad(x, k, s);
         let y = x.conv2d(
             self.w(&format!("{conv}.weight")),
@@ -388,7 +537,7 @@ impl Backbone {
             Some(self.w(&format!("{bn}.running_var"))),
             false,
             0.0,
-            1e-3,
+            BN_EPS,
             false,
         );
         if act {
@@ -398,9 +547,44 @@ impl Backbone {
         }
     }
 
+    /// One vector per image of a normalised batch, pooled as asked (the one forward pass).
+    pub fn pooled(&self, x: &Tensor, pooling: Pooling) -> Result<Tensor> {
+        if pooling == Pooling::Stages {
+            if self.kind.stage_channels().is_none() {
+                return Err(Error::Param(
+                    "stage pooling is defined for EfficientNet only".into(),
+                ));
+            }
+            let (map, taps) = self.feature_maps(x, true);
+            let mut parts: Vec<Tensor> = taps
+                .iter()
+                .map(|t| t.mean_dim([2i64, 3].as_slice(), false, Kind::Float))
+                .collect();
+            parts.push(map.mean_dim([2i64, 3].as_slice(), false, Kind::Float));
+            return Ok(Tensor::cat(&parts, 1));
+        }
+        self.pool(&self.feature_map(x), pooling)
+    }
+
     /// Pool a feature map into one vector per image.
     pub fn pool(&self, map: &Tensor, pooling: Pooling) -> Result<Tensor> {
         Ok(match pooling {
+            Pooling::Stages => {
+                return Err(Error::Param(
+                    "stage pooling needs the stage outputs: use `pooled`".into(),
+                ))
+            }
+            Pooling::Pyramid => {
+                // Global average, then the 2×2 quadrants (adaptive: odd sides share the middle
+                // row/column as PyTorch's adaptive pooling does).
+                let g = map.mean_dim([2i64, 3].as_slice(), false, Kind::Float);
+                let q = map.adaptive_avg_pool2d([2, 2]).flatten(1, -1);
+                // q is channel-major (c0q0, c0q1, …); make it quadrant-major blocks of C.
+                let n = q.size()[0];
+                let c = g.size()[1];
+                let q = q.view([n, c, 4]).transpose(1, 2).reshape([n, 4 * c]);
+                Tensor::cat(&[g, q], 1)
+            }
             Pooling::Avg => map.mean_dim([2i64, 3].as_slice(), false, Kind::Float),
             Pooling::Max => map.amax([2i64, 3].as_slice(), false),
             Pooling::Grid => {
@@ -431,6 +615,20 @@ impl Backbone {
 /// through convolution, batch norm, pooling and padding (tch has no memory-format argument).
 pub fn to_channels_last(t: &Tensor) -> Tensor {
     t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+}
+
+/// Batch norm epsilon of the EfficientNet-Lite weights (TensorFlow's 1e-3).
+const BN_EPS: f64 = 1e-3;
+
+/// TensorFlow SAME padding (height, width) per side when it is the same on both sides.
+fn symmetric_same_pad(x: &Tensor, k: i64, s: i64) -> Option<(i64, i64)> {
+    let size = x.size();
+    let pad = |n: i64| {
+        let out = (n + s - 1) / s;
+        ((out - 1) * s + k - n).max(0)
+    };
+    let (ph, pw) = (pad(size[2]), pad(size[3]));
+    (ph % 2 == 0 && pw % 2 == 0).then_some((ph / 2, pw / 2))
 }
 
 fn same_pad(x: &Tensor, k: i64, s: i64) -> Tensor {
@@ -543,6 +741,7 @@ fn efficientnet_layout(
         };
         blocks.push(Block {
             index,
+            stage,
             expand: expand_w.is_some(),
             kernel: dim(path, dw, 2)?,
             stride,

@@ -265,6 +265,7 @@ mod tests {
             flip,
             input_size: 224,
             preprocess_version: PREPROCESS_VERSION,
+            second: None,
         }
     }
 

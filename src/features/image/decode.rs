@@ -237,6 +237,96 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
     Ok(Decoded { image, _held: held })
 }
 
+/// The pixels a network of input `size` sees: the image decoded (a large JPEG at reduced scale,
+/// see [`decode_at_least`]), oriented, its centre square resized to `size`×`size`. The one way
+/// from file bytes to network input, for extraction, `serve` uploads and `explain` alike.
+pub fn network_input(bytes: &[u8], size: u32) -> Result<RgbImage, DecodeError> {
+    let img = decode_at_least(bytes, size)?;
+    Ok(resize_center_crop(&img, size))
+}
+
+/// Decode with the shorter side at least `min_side` pixels, or whole: a JPEG whose shorter side
+/// is at least twice `min_side` is decoded at 1/2, 1/4 or 1/8 scale in the DCT domain (the
+/// largest reduction that keeps `min_side`), which skips most of the inverse DCT, the colour
+/// conversion and the resize work of a photo far larger than the network's input (Teddy images
+/// reach 4720×3785; 1/8 is then still 590×473). Anything else, or a JPEG that decoder cannot
+/// read (CMYK, 16-bit, damaged), goes through [`decode`] unchanged.
+pub fn decode_at_least(bytes: &[u8], min_side: u32) -> Result<Decoded, DecodeError> {
+    match decode_jpeg_scaled(bytes, min_side) {
+        Some(d) => Ok(d),
+        None => decode(bytes),
+    }
+}
+
+/// The DCT scale denominator (2, 4 or 8) for a JPEG of `w`×`h` that must keep a shorter side of
+/// at least `min_side`, or `None` when it must be decoded whole.
+pub fn jpeg_scale_denominator(w: u32, h: u32, min_side: u32) -> Option<u32> {
+    let side = w.min(h);
+    [8u32, 4, 2]
+        .into_iter()
+        .find(|&d| min_side > 0 && side.div_ceil(d) >= min_side)
+}
+
+fn decode_jpeg_scaled(bytes: &[u8], min_side: u32) -> Option<Decoded> {
+    if !bytes.starts_with(&[0xFF, 0xD8, 0xFF]) || !jpeg_has_end(bytes) {
+        return None;
+    }
+    let mut dec = jpeg_decoder::Decoder::new(Cursor::new(bytes));
+    dec.read_info().ok()?;
+    let info = dec.info()?;
+    let (w, h) = (info.width as u32, info.height as u32);
+    if w == 0 || h == 0 || w > MAX_SIDE || h > MAX_SIDE {
+        return None;
+    }
+    let channels: u64 = match info.pixel_format {
+        jpeg_decoder::PixelFormat::L8 => 1,
+        jpeg_decoder::PixelFormat::RGB24 => 3,
+        // CMYK/YCCK and 16-bit: the full decoder's colour handling.
+        _ => return None,
+    };
+    let d = jpeg_scale_denominator(w, h, min_side)?;
+    let (sw, sh) = dec.scale(w.div_ceil(d) as u16, h.div_ceil(d) as u16).ok()?;
+    let (sw, sh) = (sw as u32, sh as u32);
+    if sw.min(sh) < min_side {
+        return None;
+    }
+    let orientation = dec
+        .exif_data()
+        .and_then(Orientation::from_exif_chunk)
+        .unwrap_or(Orientation::NoTransforms);
+    // Peak: the file, a progressive image's coefficients (full size, 2 bytes per component and
+    // pixel), the decoder's scaled component planes and output, the RGB copy, a rotated copy.
+    let (progressive, components) = jpeg_frame(bytes).unwrap_or((true, 4));
+    let full = w as u64 * h as u64;
+    let px = sw as u64 * sh as u64;
+    let cost = bytes.len() as u64
+        + if progressive {
+            full * components * 2
+        } else {
+            0
+        }
+        + px * (components + channels + 3 + 6)
+        + full / 16
+        + (4 << 20);
+    if cost > BUDGET.total() {
+        return None; // let the full path refuse it with its message
+    }
+    let mut held = BUDGET.reserve(cost);
+    let raw = dec.decode().ok()?;
+    let rgb = match info.pixel_format {
+        jpeg_decoder::PixelFormat::L8 => {
+            let grey = image::GrayImage::from_raw(sw, sh, raw)?;
+            DynamicImage::ImageLuma8(grey).into_rgb8()
+        }
+        _ => RgbImage::from_raw(sw, sh, raw)?,
+    };
+    let mut rgb = DynamicImage::ImageRgb8(rgb);
+    rgb.apply_orientation(orientation);
+    let image = rgb.into_rgb8();
+    held.shrink_to(image.as_raw().len() as u64);
+    Some(Decoded { image, _held: held })
+}
+
 /// Peak bytes of decoding one image: the larger of (decoder output + its own buffers),
 /// (decoder output + the 8-bit copy made from it) and (RGB image + a rotated copy).
 /// The decoders' own buffers were measured (tests/bounded_memory.rs checks the total).

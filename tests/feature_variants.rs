@@ -1,0 +1,320 @@
+//! Richer image features (issue #17): spatial pyramid and stage pooling, two networks at once,
+//! per-block normalisation. Each is part of the one feature spec (identity, cache key, shape) and
+//! every command takes it. Needs models/ from set-up, not ../shared.
+mod common;
+use ndarray::Array2;
+use std::process::Command;
+use tch::Device;
+use tuwen::features::image::{
+    self, Backbone, BackboneKind, ExtractOptions, FeatureSpec, ImageFeatureConfig, NetworkConfig,
+    Pooling,
+};
+use tuwen::projection::ImageNorm;
+
+fn lite(kind: BackboneKind, pooling: Pooling) -> ImageFeatureConfig {
+    ImageFeatureConfig::single(kind, pooling, false)
+}
+
+fn two_nets() -> ImageFeatureConfig {
+    ImageFeatureConfig {
+        second: Some(NetworkConfig {
+            backbone: BackboneKind::EfficientNetLite0,
+            pooling: Pooling::Avg,
+            flip: false,
+        }),
+        ..ImageFeatureConfig::single(BackboneKind::EfficientNetLite2, Pooling::Avg, true)
+    }
+}
+
+fn spec(cfg: &ImageFeatureConfig) -> FeatureSpec {
+    common::models();
+    cfg.resolve(None).unwrap()
+}
+
+#[test]
+fn every_variant_has_its_own_identity_dimension_and_blocks() {
+    use BackboneKind::*;
+    let cases = [
+        (lite(EfficientNetLite2, Pooling::Avg), vec![1280]),
+        (lite(EfficientNetLite2, Pooling::Pyramid), vec![1280; 5]),
+        (
+            lite(EfficientNetLite2, Pooling::Stages),
+            vec![120, 208, 352, 1280],
+        ),
+        (
+            lite(EfficientNetLite0, Pooling::Stages),
+            vec![112, 192, 320, 1280],
+        ),
+        (lite(Vgg19, Pooling::Pyramid), vec![512; 5]),
+        (two_nets(), vec![1280, 1280]),
+    ];
+    let mut keys = std::collections::HashSet::new();
+    let mut identities = std::collections::HashSet::new();
+    for (cfg, blocks) in &cases {
+        let s = spec(cfg);
+        assert_eq!(&s.blocks(), blocks, "{}", s.describe());
+        assert_eq!(s.dim(), blocks.iter().sum::<usize>());
+        assert!(keys.insert(s.cache_key()), "{}", s.cache_key());
+        assert!(identities.insert(s.identity()));
+        // Stored in a model's config.json and read back as the same features.
+        let back: FeatureSpec = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert!(back.same_features(&s));
+    }
+    // The default's key is unchanged by the new optional field (caches stay valid).
+    let d = spec(&ImageFeatureConfig::default());
+    assert!(
+        d.cache_key().starts_with("efficientnet-lite2-w")
+            && d.cache_key().ends_with("-avg-flip-s260-p3"),
+        "{}",
+        d.cache_key()
+    );
+    assert!(!serde_json::to_string(&d).unwrap().contains("second"));
+    // Two networks: each part is one network's spec, cached under its own key.
+    let two = spec(&two_nets());
+    let parts = two.parts();
+    assert_eq!(parts.len(), 2);
+    assert_eq!(parts[0].cache_key(), d.cache_key());
+    assert_eq!(
+        parts[1].cache_key(),
+        spec(&lite(EfficientNetLite0, Pooling::Avg)).cache_key()
+    );
+    assert!(!two.same_features(&d));
+    assert!(two.describe().contains(" + efficientnet-lite0"));
+}
+
+#[test]
+fn poolings_a_network_does_not_define_are_refused_before_work() {
+    common::models();
+    for (cfg, word) in [
+        (lite(BackboneKind::Vgg19, Pooling::Stages), "stages"),
+        (lite(BackboneKind::EfficientNetLite0, Pooling::Grid), "grid"),
+        (
+            ImageFeatureConfig {
+                second: Some(NetworkConfig {
+                    backbone: BackboneKind::Vgg19,
+                    pooling: Pooling::Stages,
+                    flip: false,
+                }),
+                ..ImageFeatureConfig::default()
+            },
+            "stages",
+        ),
+    ] {
+        let e = cfg.resolve(None).unwrap_err().to_string();
+        assert!(e.contains(word) && e.contains("defined for"), "{e}");
+    }
+}
+
+/// Pyramid and stage pooling come from the same forward pass: the global average block is the
+/// plain average pooling, the quadrant blocks average to it, and the stage blocks differ.
+#[test]
+fn pyramid_and_stage_blocks_are_the_pooled_maps() {
+    let models = common::models();
+    let net = Backbone::load(BackboneKind::EfficientNetLite0, None, Device::Cpu).unwrap();
+    let _ = models;
+    let size = 224u32;
+    // A picture with structure in each quadrant.
+    let img = image::decode::resize_center_crop(
+        &::image::RgbImage::from_fn(300, 300, |x, y| {
+            ::image::Rgb([
+                (x % 97) as u8 * 2,
+                if y > 150 { 220 } else { 30 },
+                if x > 150 { 200 } else { (y % 50) as u8 * 5 },
+            ])
+        }),
+        size,
+    )
+    .into_raw();
+    let run = |p: Pooling| {
+        image::forward(&net, &[img.as_slice()], size, &lite(net.kind, p)).unwrap()[0].clone()
+    };
+    let avg = run(Pooling::Avg);
+    let pyr = run(Pooling::Pyramid);
+    let stages = run(Pooling::Stages);
+    assert_eq!((avg.len(), pyr.len(), stages.len()), (1280, 6400, 1904));
+    let close = |a: &[f32], b: &[f32]| {
+        let scale = b.iter().fold(0f32, |m, x| m.max(x.abs()));
+        a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-4 * scale)
+    };
+    assert!(
+        close(&pyr[..1280], &avg),
+        "pyramid block 0 is the global average"
+    );
+    // 7×7 map: adaptive 2×2 quadrants overlap in the middle row/column, so their mean is near,
+    // not equal to, the global average; but each quadrant differs from it.
+    let quad = |q: usize| &pyr[1280 * (1 + q)..1280 * (2 + q)];
+    for q in 0..4 {
+        assert!(
+            !close(quad(q), &avg),
+            "quadrant {q} equals the global average"
+        );
+    }
+    assert!(
+        close(&stages[1904 - 1280..], &avg),
+        "last stage block is the head average"
+    );
+    assert!(stages[..624].iter().any(|&v| v != 0.0));
+}
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tuwen"))
+}
+
+#[test]
+fn two_networks_are_each_cached_and_appended_in_order() {
+    common::models();
+    let d = tempfile::tempdir().unwrap();
+    let data = tuwen::data::synthetic::generate(d.path(), 12, 4, 5).unwrap();
+    let ids: Vec<String> = std::fs::read_dir(&data.images)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let mut ids = ids;
+    ids.sort();
+    ids.push("missing.jpg".into());
+    let cache = d.path().join("cache");
+    let ex = ExtractOptions {
+        cache_dir: Some(cache.clone()),
+        progress: false,
+        ..Default::default()
+    };
+    let small = ImageFeatureConfig {
+        second: Some(NetworkConfig {
+            backbone: BackboneKind::EfficientNetLite0,
+            pooling: Pooling::Pyramid,
+            flip: false,
+        }),
+        ..lite(BackboneKind::EfficientNetLite0, Pooling::Avg)
+    };
+    let two = spec(&small);
+    let f = image::extract(&ids, &data.images, &two, &ex).unwrap();
+    assert_eq!(f.features.ncols(), 1280 + 6400);
+    assert_eq!(f.skipped.len(), 1, "the missing file, once");
+    assert_eq!(f.skipped[0].id, "missing.jpg");
+    for p in two.parts() {
+        assert!(cache.join(p.cache_key()).is_dir(), "{}", p.cache_key());
+    }
+    // Each part alone (now from the cache) gives exactly its columns.
+    let mut at = 0;
+    for p in two.parts() {
+        let one = image::extract(&ids, &data.images, &p, &ex).unwrap();
+        assert_eq!(one.stats.computed, 0, "served from the part's cache");
+        let w = one.features.ncols();
+        assert_eq!(
+            f.features.slice(ndarray::s![.., at..at + w]),
+            one.features.view()
+        );
+        at += w;
+    }
+}
+
+#[test]
+fn blocks_are_normalised_on_their_own() {
+    // Block 2 is 100× larger: whole-row normalisation would let it drown block 1.
+    let x = Array2::from_shape_vec((1, 4), vec![3.0f32, 4.0, 300.0, 400.0]).unwrap();
+    let one = ImageNorm::L2.apply_blocks(x.view(), &[]);
+    assert_eq!(one, ImageNorm::L2.apply(x.view()));
+    let two = ImageNorm::L2.apply_blocks(x.view(), &[2, 2]);
+    let h = 1.0 / 2f32.sqrt();
+    for (got, want) in two.iter().zip([0.6 * h, 0.8 * h, 0.6 * h, 0.8 * h]) {
+        assert!((got - want).abs() < 1e-6, "{two:?}");
+    }
+    let n: f32 = two.iter().map(|v| v * v).sum();
+    assert!((n - 1.0).abs() < 1e-6);
+    let s = ImageNorm::SqrtL2.apply_blocks(x.view(), &[2, 2]);
+    assert!((s[[0, 0]] - s[[0, 2]]).abs() < 1e-6, "{s:?}");
+}
+
+/// fit → rank → explain with two networks: the model records both and its blocks, rank runs,
+/// explain's terms still sum to the score.
+#[test]
+fn a_two_network_model_fits_ranks_and_explains() {
+    common::models();
+    let d = tempfile::tempdir().unwrap();
+    let data = tuwen::data::synthetic::generate(d.path(), 60, 12, 3).unwrap();
+    let model = d.path().join("model");
+    let run = |args: &[&str]| {
+        let out = bin()
+            .args(args)
+            .env("TUWEN_CACHE", d.path().join("cache"))
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{args:?}: {text}");
+        text
+    };
+    let pairs = data.train_pairs.to_str().unwrap().to_string();
+    let images = data.images.to_str().unwrap().to_string();
+    run(&[
+        "fit",
+        "--quiet",
+        "--pairs",
+        &pairs,
+        "--images",
+        &images,
+        "--out",
+        model.to_str().unwrap(),
+        "--backbone",
+        "efficientnet-lite0",
+        "--flip",
+        "false",
+        "--second-backbone",
+        "efficientnet-lite0",
+        "--second-pooling",
+        "stages",
+        "--components",
+        "8",
+        "--reg-image",
+        "0.3",
+        "--reg-text",
+        "0.1",
+    ]);
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["image"]["second"]["pooling"], "stages", "{cfg}");
+    assert_eq!(
+        cfg["projection"]["image_blocks"],
+        serde_json::json!([1280, 112, 192, 320, 1280])
+    );
+    let val = data.val_pairs.to_str().unwrap().to_string();
+    let out = run(&[
+        "eval",
+        "--quiet",
+        "--json",
+        "--model",
+        model.to_str().unwrap(),
+        "--pairs",
+        &val,
+        "--images",
+        &images,
+    ]);
+    let j: serde_json::Value = serde_json::from_str(&out[out.find('{').unwrap()..]).unwrap();
+    assert_eq!(j["n_images"], 12, "{j}");
+    assert!(j["t2i"]["r5"].as_f64().unwrap() > 0.0, "{j}");
+    let out = run(&[
+        "explain",
+        "--model",
+        model.to_str().unwrap(),
+        "--json",
+        "--image",
+        data.images.join("Image14000000-0000.jpg").to_str().unwrap(),
+        "--caption",
+        "一个红色的圆形",
+    ]);
+    let json: serde_json::Value = serde_json::from_str(&out[out.find('{').unwrap()..]).unwrap();
+    let terms = json["cosine"]["terms"].as_array().unwrap();
+    assert!(!terms.is_empty());
+    let sum: f64 = terms
+        .iter()
+        .map(|t| t["contribution"].as_f64().unwrap())
+        .sum::<f64>()
+        + json["cosine"]["offset"].as_f64().unwrap();
+    assert!(
+        (sum - json["cosine"]["cosine"].as_f64().unwrap()).abs() < 1e-5,
+        "{json}"
+    );
+}
