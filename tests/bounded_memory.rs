@@ -310,3 +310,50 @@ fn decode_cost_bounds_the_memory_each_decoder_really_uses() {
     }
     println!("{}", report.join("\n"));
 }
+
+/// A large JPEG decoded at reduced scale for the network uses far less memory than a full decode,
+/// and no more than its reservation from the decode budget.
+#[test]
+fn reduced_scale_jpeg_decodes_stay_within_their_reservation() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (w, h) = (4000u32, 3000u32);
+    let rgb = image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([((x * 7) ^ (y * 3)) as u8, (x + y) as u8, (x * y) as u8])
+    });
+    let mut report = Vec::new();
+    for progressive in [false, true] {
+        let mut b = Vec::new();
+        let mut e = jpeg_encoder::Encoder::new(&mut b, 90);
+        e.set_progressive(progressive);
+        e.encode(
+            rgb.as_raw(),
+            w as u16,
+            h as u16,
+            jpeg_encoder::ColorType::Rgb,
+        )
+        .unwrap();
+        let full_cost = decode::decode_cost(
+            ImageFormat::Jpeg,
+            image::ColorType::Rgb8,
+            w,
+            h,
+            Orientation::NoTransforms,
+            &b,
+        );
+        let before = reset_peak();
+        let img = decode::decode_at_least(&b, 260).unwrap();
+        let grew = (peak_rss_kib() - before) * 1024;
+        let (sw, sh) = img.dimensions();
+        drop(img);
+        assert_eq!((sw, sh), (500, 375), "1/8 scale");
+        let cost = decode::scaled_jpeg_cost(&b, w, h, sw, sh, 3);
+        report.push(format!(
+            "progressive {progressive}: used {grew} bytes, reserved {cost}, full decode {full_cost}"
+        ));
+        assert!(grew <= cost, "{}", report.join("\n"));
+        if !progressive {
+            assert!(cost * 4 < full_cost, "{}", report.join("\n"));
+        }
+    }
+    println!("{}", report.join("\n"));
+}

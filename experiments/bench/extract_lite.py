@@ -326,6 +326,23 @@ def run_tuwen(binary, images, ids, name, n_forward):
     return json.loads(r.stdout.strip().splitlines()[-1]), load_file(out)
 
 
+def tuwen_cli(binary, images, ids, name):
+    """`tuwen extract --no-cache` (the default features: EfficientNet-Lite2 with flip) on `ids`, as a
+    user runs it: wall seconds of the whole command (reading, hashing, decoding, forward, model load)
+    and the number of images it extracted."""
+    lst = os.path.join(WORK, f"extract-lite-{name}.csv")
+    with open(lst, "w", encoding="utf-8") as fh:
+        fh.write("image_id\n" + "\n".join(ids) + "\n")
+    t = time.perf_counter()
+    r = subprocess.run([binary, "extract", "--no-cache", "--quiet", "--pairs", lst, "--images", images],
+                       capture_output=True, text=True, cwd=ROOT)
+    secs = time.perf_counter() - t
+    if r.returncode != 0:
+        sys.exit(f"{binary} extract failed:\n{r.stderr}")
+    m = re.search(r"(\d+) images: (\d+) computed", r.stdout + r.stderr)
+    return (int(m.group(2)) if m else len(ids)), secs
+
+
 def diff(a, b):
     """Feature differences: max abs, max abs relative to the largest feature, worst row's relative L2
     distance, min cosine."""
@@ -386,6 +403,10 @@ def main():
                     help="*_draft variants: JPEGs DCT-scaled (PIL draft) to the smallest size with both sides ≥ this")
     ap.add_argument("--bench-extract", default=os.environ.get(
         "TUWEN_BENCH_EXTRACT", os.path.join(ROOT, "target", "release", "examples", "bench_extract")))
+    ap.add_argument("--tuwen", default=os.path.join(ROOT, "target", "release", "tuwen"),
+                    help="tuwen binary timed end to end (`extract --no-cache`) between the PyTorch variants")
+    ap.add_argument("--tuwen-before", default="",
+                    help="a second tuwen binary (e.g. the previous release) timed the same way")
     ap.add_argument("--weights", default=os.path.join(ROOT, "models", "efficientnet-lite2.safetensors"))
     ap.add_argument("--out", default=os.path.join(HERE, "results", "extract-lite2.json"))
     a = ap.parse_args()
@@ -488,9 +509,15 @@ def main():
 
         # End to end, each variant in its faster layout, rounds interleaved.
         layout = {"eager": fw["eager_channels_last"] > fw["eager_nchw"], "jit": fw["jit_channels_last"] > fw["jit_nchw"]}
-        e2e = {v: {"seconds_all": []} for v in variants}
+        clis = [("tuwen", a.tuwen)] + ([("tuwen_before", a.tuwen_before)] if a.tuwen_before else [])
+        e2e = {v: {"seconds_all": []} for v in variants + [c[0] for c in clis]}
         feats = {}
         for r in range(a.rounds):
+            for name, binary in clis:
+                done, secs = tuwen_cli(binary, images, ids, f"{dataset}-{name}")
+                e2e[name]["seconds_all"].append(round(secs, 3))
+                e2e[name]["extracted"] = done
+                print(f"{name} round {r}: {done / secs:.2f} img/s", flush=True)
             for v in variants:
                 kind = v.split("_")[0]
                 cl = layout[kind]
@@ -507,6 +534,13 @@ def main():
                            "seconds": best, "images_per_s": round(ok.sum() / best, 3),
                            "images_per_s_incl_model_preparation": round(ok.sum() / (best + prep), 3),
                            "jpeg_draft_side": a.draft_side if v.endswith("_draft") else None})
+        for name, binary in clis:
+            best = min(e2e[name]["seconds_all"])
+            e2e[name].update({"binary": binary, "seconds": best,
+                              "images_per_s": round(e2e[name]["extracted"] / best, 3),
+                              "note": "whole `tuwen extract --no-cache` command (model load and hashing included)"})
+            for v in variants:
+                e2e[name][f"speedup_vs_{v}"] = round(e2e[name]["images_per_s"] / e2e[v]["images_per_s"], 3)
         base = feats[variants[0]]
         for v in variants[1:]:
             both = base[2] & feats[v][2]
@@ -521,7 +555,7 @@ def main():
                 e2e[v]["features_vs_tuwen_end_to_end"] = diff((f if tuwen_flip else g)[ours_rows], t["features"][rows_tw])
         row["end_to_end"] = e2e
         result["datasets"].append(row)
-        print(json.dumps({v: e2e[v]["images_per_s"] for v in variants}), flush=True)
+        print(json.dumps({v: e2e[v]["images_per_s"] for v in e2e}), flush=True)
 
     result["notes"] = [
         "end_to_end images_per_s excludes building the module (module_load_seconds) and scripting/freezing "

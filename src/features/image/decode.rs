@@ -267,6 +267,21 @@ pub fn jpeg_scale_denominator(w: u32, h: u32, min_side: u32) -> Option<u32> {
         .find(|&d| min_side > 0 && side.div_ceil(d) >= min_side)
 }
 
+/// Peak bytes of decoding a `w`×`h` JPEG at `sw`×`sh`: the file, a progressive image's
+/// coefficients (full size, 2 bytes per component and pixel), the decoder's scaled component
+/// planes and output, the RGB copy, a rotated copy, and per-row buffers of the full width.
+pub fn scaled_jpeg_cost(bytes: &[u8], w: u32, h: u32, sw: u32, sh: u32, channels: u64) -> u64 {
+    let (progressive, components) = jpeg_frame(bytes).unwrap_or((true, 4));
+    let full = w as u64 * h as u64;
+    let px = sw as u64 * sh as u64;
+    let coefficients = if progressive {
+        full * components * 2
+    } else {
+        0
+    };
+    bytes.len() as u64 + coefficients + px * (components + channels + 3 + 6) + full / 16 + (4 << 20)
+}
+
 fn decode_jpeg_scaled(bytes: &[u8], min_side: u32) -> Option<Decoded> {
     if !bytes.starts_with(&[0xFF, 0xD8, 0xFF]) || !jpeg_has_end(bytes) {
         return None;
@@ -294,20 +309,7 @@ fn decode_jpeg_scaled(bytes: &[u8], min_side: u32) -> Option<Decoded> {
         .exif_data()
         .and_then(Orientation::from_exif_chunk)
         .unwrap_or(Orientation::NoTransforms);
-    // Peak: the file, a progressive image's coefficients (full size, 2 bytes per component and
-    // pixel), the decoder's scaled component planes and output, the RGB copy, a rotated copy.
-    let (progressive, components) = jpeg_frame(bytes).unwrap_or((true, 4));
-    let full = w as u64 * h as u64;
-    let px = sw as u64 * sh as u64;
-    let cost = bytes.len() as u64
-        + if progressive {
-            full * components * 2
-        } else {
-            0
-        }
-        + px * (components + channels + 3 + 6)
-        + full / 16
-        + (4 << 20);
+    let cost = scaled_jpeg_cost(bytes, w, h, sw, sh, channels);
     if cost > BUDGET.total() {
         return None; // let the full path refuse it with its message
     }

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Session 5 (issue #17): richer image features, each measured on the development split
+# (flickr8k-dev: train.csv's images split 5,000 / 1,000 by `tuwen split --held-out 1000 --seed 2024`)
+# one at a time from the default, then combined; val once per final configuration.
+# Prerequisite (features cached; experiments/README.md has the extraction times):
+#   F=../shared/data/flickr8k-cn
+#   for s in train val; do tuwen extract --pairs $F/$s.csv --images $F/images; done       # default
+#   tuwen extract --pairs $F/train.csv --images $F/images --backbone efficientnet-lite0 --flip false
+#   tuwen extract --pairs $F/train.csv --images $F/images --pooling stages
+#   tuwen extract --pairs $F/train.csv --images $F/images --pooling pyramid
+# Usage: experiments/sweep-features.sh [NAME-PATTERN]   (only runs whose name matches)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+only=${1:-.}
+R() { if [[ $1 =~ $only ]]; then experiments/run.sh "$@"; fi; }
+# The session-4 default, spelled out (defaults of `tuwen fit`).
+D="--backbone efficientnet-lite2 --flip true --pooling avg --image-norm sqrt-l2 --method cca \
+--components 256 --reg-image 0.3 --reg-text 1 --power 2"
+R s5-dev-default flickr8k-dev $D
+# 1. Two networks: + EfficientNet-Lite0 without flip (each network's block normalised alone).
+R s5-dev-lite0 flickr8k-dev $D --second-backbone efficientnet-lite0 --second-flip false
+R s5-dev-lite0-ri1 flickr8k-dev ${D/--reg-image 0.3/--reg-image 1} --second-backbone efficientnet-lite0
+R s5-dev-lite0-pca1024 flickr8k-dev ${D/--method cca/--method pca-cca --pca-image 1024} \
+  --second-backbone efficientnet-lite0
+# 2. Several layers: stages 4-6 + the last map, each averaged (4 blocks).
+R s5-dev-stages flickr8k-dev ${D/--pooling avg/--pooling stages}
+# 3. Spatial pyramid of the last map: global + 2×2 (5 blocks).
+R s5-dev-pyramid flickr8k-dev ${D/--pooling avg/--pooling pyramid}
