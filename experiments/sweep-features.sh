@@ -26,3 +26,15 @@ R s5-dev-lite0-pca1024 flickr8k-dev ${D/--method cca/--method pca-cca --pca-imag
 R s5-dev-stages flickr8k-dev ${D/--pooling avg/--pooling stages}
 # 3. Spatial pyramid of the last map: global + 2×2 (5 blocks).
 R s5-dev-pyramid flickr8k-dev ${D/--pooling avg/--pooling pyramid}
+# 1b. The image ridge with two networks (one network: ridge 1 lost, dev-p2-ri1).
+R s5-dev-lite0-ri3 flickr8k-dev ${D/--reg-image 0.3/--reg-image 3} --second-backbone efficientnet-lite0
+R s5-dev-lite0-ri0.6 flickr8k-dev ${D/--reg-image 0.3/--reg-image 0.6} --second-backbone efficientnet-lite0
+# 2b. Stages with more image ridge (4 blocks, 1,960-d), and with the second network.
+R s5-dev-stages-ri1 flickr8k-dev ${D/--pooling avg --image-norm sqrt-l2 --method cca --components 256 --reg-image 0.3/--pooling stages --image-norm sqrt-l2 --method cca --components 256 --reg-image 1}
+R s5-dev-stages-lite0-ri1 flickr8k-dev ${D/--pooling avg --image-norm sqrt-l2 --method cca --components 256 --reg-image 0.3/--pooling stages --image-norm sqrt-l2 --method cca --components 256 --reg-image 1} --second-backbone efficientnet-lite0
+# 3b. The pyramid measured on EfficientNet-Lite0 without flip (a Lite2 pass was too slow on the
+# shared cores that session): Lite0 average pooling against Lite0 pyramid.
+L0="${D/--backbone efficientnet-lite2 --flip true/--backbone efficientnet-lite0 --flip false}"
+R s5-dev-l0 flickr8k-dev $L0
+R s5-dev-l0-pyramid flickr8k-dev ${L0/--pooling avg/--pooling pyramid}
+R s5-dev-l0-pyramid-ri1 flickr8k-dev ${L0/--pooling avg --image-norm sqrt-l2 --method cca --components 256 --reg-image 0.3/--pooling pyramid --image-norm sqrt-l2 --method cca --components 256 --reg-image 1}
