@@ -396,7 +396,7 @@ fn train(
             let zt = data.texts.batch(&rows).matmul(&maps.wt) + &maps.bt;
             let mut loss = infonce(&zi, &zt, &own, &maps.scale());
             if p.pull > 0.0 {
-                loss = loss + maps.pull() * p.pull;
+                loss += maps.pull() * p.pull;
             }
             opt.backward_step(&loss);
             total += loss.double_value(&[]) * idx.len() as f64;
