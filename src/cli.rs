@@ -9,7 +9,7 @@ use tuwen::features::image::{self, ExtractOptions, ImageFeatureConfig};
 use tuwen::features::text::{BagConfig, SecondVectors, TextFeatureConfig};
 use tuwen::jobs::{demo, export, extract, fit, rank, split};
 use tuwen::model::Model;
-use tuwen::projection::{CcaParams, ProjectionParams};
+use tuwen::projection::{CcaParams, ContrastiveParams, ProjectionParams};
 use tuwen::retrieval::score::Scoring;
 use tuwen::retrieval::{Bank, Direction, ScoreOptions};
 
@@ -53,7 +53,7 @@ choice!(PoolingArg => tuwen::features::image::Pooling {
 });
 choice!(WeightingArg => tuwen::features::text::Weighting { Mean => Mean, Idf => Idf, Sif => Sif });
 choice!(ImageNormArg => tuwen::projection::ImageNorm { None => None, L2 => L2, SqrtL2 => SqrtL2 });
-choice!(MethodArg => tuwen::projection::Method { PcaCca => PcaCca, Cca => Cca });
+choice!(MethodArg => tuwen::projection::Method { PcaCca => PcaCca, Cca => Cca, Contrastive => Contrastive });
 choice!(PcaSolverArg => tuwen::projection::pca::PcaSolver { Eigh => Eigh, Linfa => Linfa });
 choice!(BankArg => Bank {
     /// The queries and gallery being ranked.
@@ -360,9 +360,34 @@ pub struct FitCmd {
     /// Normalise image features before the learned map.
     #[arg(long, value_enum, default_value = "sqrt-l2")]
     pub image_norm: ImageNormArg,
-    /// pca-cca: PCA per side then CCA; cca: CCA on the raw features.
+    /// pca-cca: PCA per side then CCA; cca: CCA on the raw features; contrastive: CCA, then
+    /// both linear maps trained with symmetric InfoNCE, pulled towards the CCA maps, for the
+    /// number of epochs that is best on a held-out part of the training images.
     #[arg(long, value_enum, default_value = "cca")]
     pub method: MethodArg,
+    /// Contrastive only: more training pairs (e.g. machine-translated captions) whose images are
+    /// images of --pairs; rows of other images are skipped and reported. Repeatable.
+    #[arg(long = "extra-pairs")]
+    pub extra_pairs: Vec<PathBuf>,
+    /// Contrastive only: most epochs of the early-stopping run [default: 20].
+    #[arg(long)]
+    pub epochs_max: Option<usize>,
+    /// Contrastive only: stop after this many epochs without a better held-out recall [default: 3].
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// Contrastive only: part of the training images held out to choose the epoch count
+    /// [default: 0.1].
+    #[arg(long)]
+    pub early_stop_fraction: Option<f64>,
+    /// Contrastive only: AdamW learning rate [default: 0.0002].
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Contrastive only: weight of the pull towards the CCA maps [default: 1].
+    #[arg(long)]
+    pub pull: Option<f64>,
+    /// Contrastive only: seed of the held-out split, the batches and torch [default: 0].
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// PCA dimensions of the image side (with --method pca-cca; 0: none).
     #[arg(long, default_value_t = 512)]
     pub pca_image: usize,
@@ -628,11 +653,15 @@ impl ExtractCmd {
 impl FitCmd {
     /// What the fit reads (no output may be one of them).
     pub fn inputs(&self) -> Vec<&std::path::Path> {
-        (self.pairs.iter().chain(&self.images))
-            .chain(self.text.vectors.iter().chain(&self.text.vectors2))
-            .chain(&self.image.weights)
-            .map(PathBuf::as_path)
-            .collect()
+        (self
+            .pairs
+            .iter()
+            .chain(&self.images)
+            .chain(&self.extra_pairs))
+        .chain(self.text.vectors.iter().chain(&self.text.vectors2))
+        .chain(&self.image.weights)
+        .map(PathBuf::as_path)
+        .collect()
     }
 
     pub fn options(&self) -> Result<fit::FitOptions> {
@@ -659,6 +688,35 @@ impl FitCmd {
         }
         if t.vectors2.is_some() && t.second_weight == 0.0 {
             bail!("--vectors2 is used only with --second-weight above 0");
+        }
+        let contrastive = if self.method == MethodArg::Contrastive {
+            let d = ContrastiveParams::default();
+            Some(ContrastiveParams {
+                epochs_max: self.epochs_max.unwrap_or(d.epochs_max),
+                patience: self.patience.unwrap_or(d.patience),
+                early_stop_fraction: self.early_stop_fraction.unwrap_or(d.early_stop_fraction),
+                lr: self.lr.unwrap_or(d.lr),
+                pull: self.pull.unwrap_or(d.pull),
+                seed: self.seed.unwrap_or(d.seed),
+                ..d
+            })
+        } else {
+            let given = [
+                ("--extra-pairs", !self.extra_pairs.is_empty()),
+                ("--epochs-max", self.epochs_max.is_some()),
+                ("--patience", self.patience.is_some()),
+                ("--early-stop-fraction", self.early_stop_fraction.is_some()),
+                ("--lr", self.lr.is_some()),
+                ("--pull", self.pull.is_some()),
+                ("--seed", self.seed.is_some()),
+            ];
+            if let Some((flag, _)) = given.iter().find(|(_, g)| *g) {
+                bail!("{flag} is used only with --method contrastive");
+            }
+            None
+        };
+        if let Some(c) = &contrastive {
+            c.check()?;
         }
         Ok(fit::FitOptions {
             sets,
@@ -693,10 +751,12 @@ impl FitCmd {
                 power: self.power,
                 // Set by fit from the features.
                 image_blocks: Vec::new(),
+                contrastive,
             },
             extract: self.run.extract_options(self.image.weights.clone()),
             vectors: t.vectors.clone(),
             vectors2: t.vectors2.clone(),
+            extra_pairs: self.extra_pairs.clone(),
         })
     }
 }

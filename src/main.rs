@@ -73,6 +73,23 @@ fn main() -> Result<()> {
                 top.join(" "),
                 c.out.display()
             );
+            if let Some(k) = &rep.contrastive {
+                let at = |e: usize| k.history.iter().find(|h| h.epoch == e);
+                println!(
+                    "contrastive: kept epoch {} of {} run (held-out R@1+5+10 both ways {:.1}, CCA {:.1}; \
+                     {} images held out), then trained on {} pairs ({} extra) for {} epochs; \
+                     temperature {:.4}",
+                    k.best_epoch,
+                    k.history.len().saturating_sub(1),
+                    at(k.best_epoch).map_or(f64::NAN, |h| h.stop_recall_sum),
+                    at(0).map_or(f64::NAN, |h| h.stop_recall_sum),
+                    k.stop_images,
+                    k.train_pairs,
+                    k.extra_pairs,
+                    k.best_epoch,
+                    k.final_temperature
+                );
+            }
             show::skips(&rep.skipped, c.run.skip_list.as_deref())
         }
         Cmd::Eval(c) => {

@@ -84,6 +84,12 @@ pub struct TrainInfo {
     pub oov: OovReport,
     pub correlations: Vec<f64>,
     pub fit_seconds: f64,
+    /// `--extra-pairs` files (`--method contrastive`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_files: Vec<TrainFile>,
+    /// `--method contrastive`: the epoch kept and the early-stopping history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contrastive: Option<crate::projection::ContrastiveReport>,
 }
 
 #[derive(Debug, Clone)]

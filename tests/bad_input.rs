@@ -403,6 +403,7 @@ fn gbk_bom_and_all_oov_captions_go_through_fit_with_counted_skips() {
         },
         vectors: None,
         vectors2: None,
+        extra_pairs: Vec::new(),
     };
     let (_, rep) = tuwen::jobs::fit::fit(&opts).unwrap();
     assert_eq!(rep.pairs_used, 24);

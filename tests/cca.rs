@@ -131,6 +131,7 @@ fn pca_then_cca_projection_recovers_pairs() {
             cca: CcaParams::new(4).reg(0.01, 0.01),
             power: 1.0,
             image_blocks: Vec::new(),
+            contrastive: None,
         };
         let p = params.fit(img.view(), &owner, txt.view()).unwrap();
         let (pi, pt) = (p.project_images(img.view()), p.project_texts(txt.view()));
@@ -169,6 +170,7 @@ fn folded_pca_cca_equals_pca_then_cca_with_uneven_caption_counts() {
         cca: CcaParams::new(3).reg(0.1, 0.1),
         power: 0.0,
         image_blocks: Vec::new(),
+        contrastive: None,
     };
     let (img32, txt32) = (img.mapv(|v| v as f32), txt.mapv(|v| v as f32));
     let p = params.fit(img32.view(), &owner, txt32.view()).unwrap();

@@ -45,6 +45,7 @@ fn library_fit_eval_beats_chance_by_far() {
         extract: ex.clone(),
         vectors: None,
         vectors2: None,
+        extra_pairs: Vec::new(),
     };
     let (model, rep) = tuwen::jobs::fit::fit(&opts).unwrap();
     assert_eq!(rep.pairs_used, 320);

@@ -40,6 +40,7 @@ fn fit(pairs: &Path, images: &Path, cache: &Path, text: TextFeatureConfig, k: us
         extract: ex(cache),
         vectors: None,
         vectors2: None,
+        extra_pairs: Vec::new(),
     };
     tuwen::jobs::fit::fit(&opts).unwrap().0
 }

@@ -155,6 +155,7 @@ fn small_model(root: &Path) -> (tuwen::model::Model, tuwen::data::synthetic::Syn
         },
         vectors: None,
         vectors2: None,
+        extra_pairs: Vec::new(),
     };
     (tuwen::jobs::fit::fit(&opts).unwrap().0, data)
 }

@@ -82,6 +82,7 @@ fn teddy_800_200_split_recalls_well_above_chance() {
         extract: ex.clone(),
         vectors: None,
         vectors2: None,
+        extra_pairs: Vec::new(),
     };
     let (model, rep) = tuwen::jobs::fit::fit(&opts).unwrap();
     assert!(rep.pairs_used >= 795, "{}", rep.pairs_used);

@@ -192,6 +192,8 @@ pub enum SkipReason {
     EmptyGalleryCaption,
     /// A held-out image without a file in the image folder.
     HeldOutMissing(PathBuf),
+    /// An extra training pair (`--extra-pairs`) whose image is not a training image.
+    NotTrainingImage,
 }
 
 impl SkipReason {
@@ -207,6 +209,7 @@ impl SkipReason {
             | SkipReason::EmptyGalleryCaption => "empty caption",
             SkipReason::NoKnownToken(_) => "caption has no known token",
             SkipReason::HeldOutMissing(_) => "held-out image has no file",
+            SkipReason::NotTrainingImage => "extra pair's image is not a training image",
         }
     }
 
@@ -234,6 +237,9 @@ impl std::fmt::Display for SkipReason {
             }
             SkipReason::HeldOutMissing(d) => {
                 write!(f, "held-out image has no file in {}", d.display())
+            }
+            SkipReason::NotTrainingImage => {
+                f.write_str("extra pair's image is not an image of the training pairs")
             }
         }
     }

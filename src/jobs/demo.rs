@@ -49,6 +49,7 @@ pub fn demo(o: &DemoOptions, say: &mut dyn FnMut(String)) -> Result<DemoOutput> 
         extract: o.extract.clone(),
         vectors: None,
         vectors2: None,
+        extra_pairs: Vec::new(),
     };
     let (model, rep) = fit::fit(&opts)?;
     let model_dir = o.dir.join("model");

@@ -4,7 +4,7 @@ use crate::error::{Error, Result};
 use crate::features::image::{self, ExtractOptions, ExtractStats, FeatureSpec, ImageFeatureConfig};
 use crate::features::text::{OovReport, TextEncoder, TextFeatureConfig};
 use crate::model::{Model, ModelConfig, TrainBanks, TrainFile, TrainInfo, WordVectorsInfo, FORMAT};
-use crate::projection::ProjectionParams;
+use crate::projection::{ContrastiveReport, ExtraPairs, Method, ProjectionParams, SparseRows};
 use finalfusion::vocab::Vocab;
 use ndarray::{Array2, Axis};
 use std::collections::HashMap;
@@ -110,6 +110,71 @@ pub struct FitOptions {
     pub vectors: Option<PathBuf>,
     /// The second vector set's file (used when `text.second` is set; default models/cnsyn.vector).
     pub vectors2: Option<PathBuf>,
+    /// Pairs only `--method contrastive` trains on (refused otherwise); their images must be
+    /// images of `sets` (rows of other images are skipped and reported).
+    pub extra_pairs: Vec<PathBuf>,
+}
+
+/// Extra captions encoded at a time (dense rows are 8,100 wide; they are kept sparse).
+const EXTRA_CHUNK: usize = 2000;
+
+/// The extra pairs of `files` whose image is a training image (`image_keys`, matched by id),
+/// their captions encoded with the training captions' statistics; other rows go to `skipped`.
+fn load_extra_pairs(
+    files: &[PathBuf],
+    image_keys: &[(usize, String)],
+    enc: &TextEncoder,
+    skipped: &mut Vec<Skip>,
+) -> Result<(ExtraPairs, Vec<TrainFile>)> {
+    let mut row_of: HashMap<&str, usize> = HashMap::new();
+    for (r, (_, id)) in image_keys.iter().enumerate() {
+        row_of.entry(id.as_str()).or_insert(r);
+    }
+    let mut owner = Vec::new();
+    let mut texts: Option<SparseRows> = None;
+    let mut recorded = Vec::new();
+    for csv in files {
+        let p = data::read_nonempty_pairs(csv)?;
+        skipped.extend(p.skipped);
+        let file = csv.display().to_string();
+        let mut kept = Vec::new();
+        for pair in &p.pairs {
+            match row_of.get(pair.image_id.as_str()) {
+                Some(&r) => kept.push((r, pair)),
+                None => skipped.push(Skip {
+                    file: file.clone(),
+                    row: pair.row,
+                    id: pair.image_id.clone(),
+                    reason: SkipReason::NotTrainingImage,
+                }),
+            }
+        }
+        for chunk in kept.chunks(EXTRA_CHUNK) {
+            let captions: Vec<String> = chunk.iter().map(|(_, p)| p.caption.clone()).collect();
+            let (f, _) = enc.features(&captions);
+            let t = texts.get_or_insert_with(|| SparseRows::new(f.ncols()));
+            for ((r, pair), row) in chunk.iter().zip(f.rows()) {
+                if row.iter().all(|&v| v == 0.0) {
+                    skipped.push(Skip {
+                        file: file.clone(),
+                        row: pair.row,
+                        id: pair.image_id.clone(),
+                        reason: SkipReason::NoKnownToken(pair.caption.clone()),
+                    });
+                } else {
+                    t.push(row.iter().copied());
+                    owner.push(*r);
+                }
+            }
+        }
+        recorded.push(TrainFile {
+            pairs: file,
+            pairs_sha256: crate::assets::sha256_file(csv)?,
+            images: String::new(),
+        });
+    }
+    let texts = texts.unwrap_or_else(|| SparseRows::new(enc.features(&[]).0.ncols()));
+    Ok((ExtraPairs { owner, texts }, recorded))
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -121,6 +186,8 @@ pub struct FitReport {
     pub oov: OovReport,
     pub correlations: Vec<f64>,
     pub fit_seconds: f64,
+    /// `--method contrastive`: the epoch kept and the history that chose it.
+    pub contrastive: Option<ContrastiveReport>,
 }
 
 pub fn fit(opts: &FitOptions) -> Result<(Model, FitReport)> {
@@ -131,6 +198,11 @@ pub fn fit(opts: &FitOptions) -> Result<(Model, FitReport)> {
     opts.text.check()?;
     opts.projection.check()?;
     opts.extract.check()?;
+    if !opts.extra_pairs.is_empty() && opts.projection.method != Method::Contrastive {
+        return Err(Error::Param(
+            "--extra-pairs is used only with --method contrastive".into(),
+        ));
+    }
     let spec = opts.image.resolve(opts.extract.weights.as_deref())?;
     let mut enc = TextEncoder::load_with(
         opts.text.clone(),
@@ -170,6 +242,12 @@ pub fn fit(opts: &FitOptions) -> Result<(Model, FitReport)> {
     let texts = texts.select(Axis(0), &keep);
     let owner: Vec<usize> = keep.iter().map(|&i| pf.owner[i]).collect();
     let t0 = Instant::now();
+    let (extra, extra_files) = if opts.extra_pairs.is_empty() {
+        (None, Vec::new())
+    } else {
+        let (e, f) = load_extra_pairs(&opts.extra_pairs, &pf.image_keys, &enc, &mut skipped)?;
+        (Some(e), f)
+    };
     // Several networks or layers: each block normalised on its own.
     let params = ProjectionParams {
         image_blocks: match spec.blocks() {
@@ -178,7 +256,13 @@ pub fn fit(opts: &FitOptions) -> Result<(Model, FitReport)> {
         },
         ..opts.projection.clone()
     };
-    let projection = params.fit(pf.images.view(), &owner, texts.view())?;
+    let (projection, contrastive) = params.fit_with(
+        pf.images.view(),
+        &owner,
+        texts.view(),
+        extra.as_ref(),
+        opts.extract.progress,
+    )?;
     let fit_seconds = t0.elapsed().as_secs_f64();
     let banks = TrainBanks::sample(
         projection.project_images(pf.images.view()),
@@ -235,6 +319,8 @@ pub fn fit(opts: &FitOptions) -> Result<(Model, FitReport)> {
             oov: oov.clone(),
             correlations: projection.correlations.clone(),
             fit_seconds,
+            extra_files,
+            contrastive: contrastive.clone(),
         },
     };
     let report = FitReport {
@@ -245,6 +331,7 @@ pub fn fit(opts: &FitOptions) -> Result<(Model, FitReport)> {
         oov,
         correlations: projection.correlations.clone(),
         fit_seconds,
+        contrastive,
     };
     Ok((
         Model {

@@ -1,11 +1,13 @@
 //! Learned linear maps from each modality into the shared space: optional PCA, then CCA.
 pub mod cca;
+pub mod contrastive;
 pub mod covariance;
 pub mod pca;
 
 use crate::error::{Error, Result};
 use crate::kernel;
 pub use cca::{Cca, CcaParams, CcaValidParams};
+pub use contrastive::{ContrastiveParams, ContrastiveReport, ExtraPairs, SparseRows};
 use linfa::traits::Fit;
 use linfa::DatasetBase;
 use ndarray::{Array1, Array2, ArrayView2, Axis};
@@ -19,6 +21,8 @@ pub enum Method {
     PcaCca,
     /// Regularised CCA on the raw features (no PCA): the baseline PCA is compared against.
     Cca,
+    /// CCA, then both maps trained with symmetric InfoNCE ([`contrastive`]).
+    Contrastive,
 }
 
 /// Normalisation of image features before the learned map.
@@ -83,6 +87,9 @@ pub struct ProjectionParams {
     /// set from the feature spec by `fit` (empty: one block).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub image_blocks: Vec<usize>,
+    /// The training of `Method::Contrastive` (set exactly for that method).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contrastive: Option<ContrastiveParams>,
 }
 
 impl Default for ProjectionParams {
@@ -98,6 +105,7 @@ impl Default for ProjectionParams {
             cca: CcaParams::new(256).reg(0.3, 1.0),
             power: 2.0,
             image_blocks: Vec::new(),
+            contrastive: None,
         }
     }
 }
@@ -242,8 +250,46 @@ impl ProjectionParams {
                 self.power
             )));
         }
+        match (self.method, &self.contrastive) {
+            (Method::Contrastive, Some(c)) => c.check()?,
+            (Method::Contrastive, None) => {
+                return Err(Error::Param(
+                    "--method contrastive needs its training parameters".into(),
+                ))
+            }
+            (_, Some(_)) => {
+                return Err(Error::Param(
+                    "contrastive training parameters are used only with --method contrastive"
+                        .into(),
+                ))
+            }
+            (_, None) => {}
+        }
         use linfa::ParamGuard;
         self.cca.check_ref().map(|_| ())
+    }
+
+    /// [`ProjectionParams::fit`], with the pairs only `--method contrastive` trains on (refused
+    /// for other methods) and its report; `progress` shows its epochs.
+    pub fn fit_with(
+        &self,
+        images: ArrayView2<f32>,
+        owner: &[usize],
+        texts: ArrayView2<f32>,
+        extra: Option<&ExtraPairs>,
+        progress: bool,
+    ) -> Result<(Projection, Option<ContrastiveReport>)> {
+        self.check()?;
+        if self.method != Method::Contrastive {
+            if extra.is_some() {
+                return Err(Error::Param(
+                    "extra pairs are used only by --method contrastive".into(),
+                ));
+            }
+            return Ok((self.fit(images, owner, texts)?, None));
+        }
+        let (p, r) = self.fit_contrastive(images, owner, texts, extra, progress)?;
+        Ok((p, Some(r)))
     }
 
     /// Fit on pairs: `images` holds one row per distinct image, `owner[i]` is the image row of
@@ -255,6 +301,9 @@ impl ProjectionParams {
         texts: ArrayView2<f32>,
     ) -> Result<Projection> {
         self.check()?;
+        if self.method == Method::Contrastive {
+            return Ok(self.fit_with(images, owner, texts, None, false)?.0);
+        }
         // Checked after normalisation: images whose features differ only in scale are the same
         // image to an L2-normalised fit.
         if !self.image_blocks.is_empty()
@@ -270,7 +319,7 @@ impl ProjectionParams {
         check_fit_data(normed.view(), owner, Some(texts))?;
         let (kx, ky) = match self.method {
             Method::PcaCca => (self.pca_image, self.pca_text),
-            Method::Cca => (0, 0),
+            Method::Cca | Method::Contrastive => (0, 0),
         };
         let (zx_img, mx, px) = side_pca(normed.mapv(f64::from), kx, self.whiten, self.pca_solver)?;
         let zx = zx_img.select(Axis(0), owner);
