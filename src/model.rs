@@ -296,7 +296,9 @@ impl Model {
                 .map_err(|e| Error::file(&st_path, format!("{name}: {e}")))
         };
         let blocks = &config.projection.image_blocks;
-        if !blocks.is_empty()
+        // A model of several blocks without its block list would normalise them as one.
+        let multi = config.image.blocks().len() > 1;
+        if (multi || !blocks.is_empty())
             && (blocks.iter().sum::<usize>() != dx || *blocks != config.image.blocks())
         {
             return Err(Error::file(

@@ -330,3 +330,28 @@ fn explain_is_exact_on_a_contrastive_model() {
         }
     }
 }
+
+/// Degenerate data is refused like the closed form refuses it, not indexed into (an empty pair
+/// list and an owner outside the image rows used to panic in the fit/stop split).
+#[test]
+fn degenerate_training_data_is_an_error_not_a_panic() {
+    let params = ProjectionParams {
+        method: Method::Contrastive,
+        cca: CcaParams::new(2).reg(1.0, 1.0),
+        contrastive: Some(ContrastiveParams::default()),
+        ..Default::default()
+    };
+    let images = ndarray::Array2::<f32>::from_shape_fn((4, 3), |(i, j)| (i * 3 + j) as f32 + 1.0);
+    let none = ndarray::Array2::<f32>::zeros((0, 5));
+    let e = params
+        .fit_with(images.view(), &[], none.view(), None, false)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("at least 2"), "{e}");
+    let texts = ndarray::Array2::<f32>::from_shape_fn((3, 5), |(i, j)| ((i + 1) * (j + 2)) as f32);
+    let e = params
+        .fit_with(images.view(), &[0, 1, 9], texts.view(), None, false)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("out of range"), "{e}");
+}

@@ -261,3 +261,38 @@ fn model_folders_are_checked_and_written_whole() {
         "{e}"
     );
 }
+
+/// A batch norm whose length does not match its convolution's output channels is a clear error
+/// naming the file: folding it into the convolution at load used to panic inside libtorch.
+#[test]
+fn a_batch_norm_of_the_wrong_length_is_refused_at_load() {
+    let models = common::models();
+    let d = tempfile::tempdir().unwrap();
+    let src = models.join("efficientnet-lite0.safetensors");
+    let bytes = std::fs::read(&src).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (_, m) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let bad_name = "_blocks.3._bn1.running_var";
+    let n = st.tensor(bad_name).unwrap().shape()[0];
+    let longer: Vec<u8> = vec![1.0f32; n + 1]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let mut kept: Vec<(String, safetensors::tensor::TensorView)> = st
+        .tensors()
+        .into_iter()
+        .filter(|(name, _)| name != bad_name)
+        .collect();
+    kept.push((
+        bad_name.to_string(),
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![n + 1], &longer)
+            .unwrap(),
+    ));
+    let fake = d.path().join("efficientnet-lite0.safetensors");
+    std::fs::write(&fake, safetensors::serialize(kept, m.metadata()).unwrap()).unwrap();
+    let e = Backbone::load(BackboneKind::EfficientNetLite0, Some(&fake), Device::Cpu)
+        .err()
+        .expect("a mismatched batch norm must not load")
+        .to_string();
+    assert!(e.contains(bad_name) && e.contains("output channels"), "{e}");
+}

@@ -491,6 +491,15 @@ impl ProjectionParams {
                 return Err(Error::Param(format!("extra pair image {bad} out of range")));
             }
         }
+        // The checks the closed form makes, before any indexing by owner (empty data, owners
+        // out of range, degenerate features).
+        super::check_fit_data(
+            self.image_norm
+                .apply_blocks(images, &self.image_blocks)
+                .view(),
+            owner,
+            Some(texts),
+        )?;
         tch::manual_seed(p.seed as i64);
         let cca = ProjectionParams {
             method: Method::Cca,

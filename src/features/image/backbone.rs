@@ -671,6 +671,22 @@ fn need_bn(path: &Path, w: &HashMap<String, Tensor>, bn: &str) -> Result<()> {
     Ok(())
 }
 
+/// The batch norm `bn` after convolution `conv` has one value per output channel: folding it
+/// into the convolution at load (not under the probe's panic guard) needs that checked first.
+fn bn_fits_conv(path: &Path, w: &HashMap<String, Tensor>, conv: &str, bn: &str) -> Result<()> {
+    let out = dim(path, &w[&format!("{conv}.weight")], 0)?;
+    for t in ["weight", "bias", "running_mean", "running_var"] {
+        let size = w[&format!("{bn}.{t}")].size();
+        if size != [out] {
+            return Err(Error::asset(
+                path,
+                format!("`{bn}.{t}` has shape {size:?}, but `{conv}` has {out} output channels"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn vgg_layout(path: &Path, w: &HashMap<String, Tensor>, kind: BackboneKind) -> Result<Net> {
     let blocks: &[usize] = if kind == BackboneKind::Vgg19 {
         &[2, 2, 4, 4, 4]
@@ -710,6 +726,8 @@ fn efficientnet_layout(
     }
     need_bn(path, w, "_bn0")?;
     need_bn(path, w, "_bn1")?;
+    bn_fits_conv(path, w, "_conv_stem", "_bn0")?;
+    bn_fits_conv(path, w, "_conv_head", "_bn1")?;
     let mut blocks = Vec::new();
     let mut stage: i64 = -1;
     let mut prev_out = -1;
@@ -722,9 +740,17 @@ fn efficientnet_layout(
         let expand_w = w.get(&format!("{p}._expand_conv.weight"));
         if expand_w.is_some() {
             need_bn(path, w, &format!("{p}._bn0"))?;
+            bn_fits_conv(path, w, &format!("{p}._expand_conv"), &format!("{p}._bn0"))?;
         }
         need_bn(path, w, &format!("{p}._bn1"))?;
         need_bn(path, w, &format!("{p}._bn2"))?;
+        bn_fits_conv(
+            path,
+            w,
+            &format!("{p}._depthwise_conv"),
+            &format!("{p}._bn1"),
+        )?;
+        bn_fits_conv(path, w, &format!("{p}._project_conv"), &format!("{p}._bn2"))?;
         let in_ch = match expand_w {
             Some(e) => dim(path, e, 1)?,
             None => dim(path, dw, 0)?,
