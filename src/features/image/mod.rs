@@ -216,14 +216,24 @@ impl FeatureSpec {
     /// Cache folder name: every field that changes the numbers (two networks: both names, for
     /// messages; each network's features are cached under its own).
     pub fn cache_key(&self) -> String {
-        if self.second.is_some() {
-            let keys: Vec<String> = self.parts().iter().map(|p| p.cache_key()).collect();
-            return keys.join("+");
+        self.joined("+", |p| p.key(p.short_sha()))
+    }
+
+    /// `f` of the one network, or of each network joined by `sep`.
+    fn joined(&self, sep: &str, f: impl Fn(&FeatureSpec) -> String) -> String {
+        if self.second.is_none() {
+            return f(self);
         }
+        let each: Vec<String> = self.parts().iter().map(f).collect();
+        each.join(sep)
+    }
+
+    /// One network's fields that change the numbers, with `sha` for its weights.
+    fn key(&self, sha: &str) -> String {
         format!(
             "{}-w{}-{}-{}-s{}-p{}",
             self.backbone.name(),
-            self.short_sha(),
+            sha,
             self.pooling.name(),
             if self.flip { "flip" } else { "noflip" },
             self.input_size,
@@ -234,19 +244,7 @@ impl FeatureSpec {
     /// Every field that changes the numbers, with the full weights hash: what a cache shard
     /// records and is checked against before it is served.
     pub fn identity(&self) -> String {
-        if self.second.is_some() {
-            let ids: Vec<String> = self.parts().iter().map(|p| p.identity()).collect();
-            return ids.join("+");
-        }
-        format!(
-            "{}-w{}-{}-{}-s{}-p{}",
-            self.backbone.name(),
-            self.weights_sha256,
-            self.pooling.name(),
-            if self.flip { "flip" } else { "noflip" },
-            self.input_size,
-            self.preprocess_version
-        )
+        self.joined("+", |p| p.key(&p.weights_sha256))
     }
 
     /// Same features: every field but the informative file name.
@@ -267,10 +265,10 @@ impl FeatureSpec {
     /// For messages: `efficientnet-lite2 (efficientnet-lite2.safetensors, sha256 14593eede4f3…),
     /// avg pooling, flip, 260 px, preprocessing v2`.
     pub fn describe(&self) -> String {
-        if self.second.is_some() {
-            let d: Vec<String> = self.parts().iter().map(|p| p.describe()).collect();
-            return d.join(" + ");
-        }
+        self.joined(" + ", FeatureSpec::describe_one)
+    }
+
+    fn describe_one(&self) -> String {
         format!(
             "{} ({}sha256 {}…), {} pooling, {}, {} px, preprocessing v{}",
             self.backbone.name(),
@@ -534,17 +532,7 @@ fn extract_one(
     }
 
     if !todo.is_empty() {
-        let net = Backbone::load(cfg.backbone, opts.weights.as_deref(), opts.device)?;
-        if net.sha256 != spec.weights_sha256 {
-            return Err(Error::asset(
-                cfg.weights_path(opts.weights.as_deref()),
-                format!(
-                    "has sha256 {}, but the features asked for are {}",
-                    net.sha256,
-                    spec.describe()
-                ),
-            ));
-        }
+        let net = load_checked(spec, opts.weights.as_deref(), opts.device)?;
         let bar = progress_bar(
             todo.len() as u64,
             opts.progress,
@@ -713,6 +701,23 @@ pub fn forward(
     Ok(v.chunks(d).map(|c| c.to_vec()).collect())
 }
 
+/// Load the network of a one-network spec from `weights` (default: the models folder's) and
+/// refuse a file whose hash is not the spec's.
+fn load_checked(spec: &FeatureSpec, weights: Option<&Path>, device: Device) -> Result<Backbone> {
+    let net = Backbone::load(spec.backbone, weights, device)?;
+    if net.sha256 != spec.weights_sha256 {
+        return Err(Error::asset(
+            spec.config().weights_path(weights),
+            format!(
+                "has sha256 {}, but the features asked for are {}",
+                net.sha256,
+                spec.describe()
+            ),
+        ));
+    }
+    Ok(net)
+}
+
 /// The loaded networks of a spec, one per part, each checked against its weights hash: what
 /// turns one image's bytes into its feature row outside a batch extraction (`serve` uploads).
 pub struct Networks {
@@ -725,17 +730,7 @@ impl Networks {
         let mut parts = Vec::new();
         for (i, part) in spec.parts().into_iter().enumerate() {
             let w = if i == 0 { weights } else { None };
-            let net = Backbone::load(part.backbone, w, device)?;
-            if net.sha256 != part.weights_sha256 {
-                return Err(Error::asset(
-                    part.config().weights_path(w),
-                    format!(
-                        "has sha256 {}, but the features asked for are {}",
-                        net.sha256,
-                        part.describe()
-                    ),
-                ));
-            }
+            let net = load_checked(&part, w, device)?;
             parts.push((part, net));
         }
         Ok(Networks { parts })
