@@ -111,8 +111,8 @@ impl Embedder {
 
     /// Projected, unit-length rows of captions.
     pub fn texts(&self, captions: &[String]) -> (Array2<f32>, OovReport) {
-        let (t, oov) = self.enc.features(captions);
-        (self.project_texts(t.view()), oov)
+        let (t, oov) = self.enc.features_sparse(captions);
+        (self.model.projection.project_text_rows(&t), oov)
     }
 
     pub fn project_texts(&self, features: ArrayView2<f32>) -> Array2<f32> {

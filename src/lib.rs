@@ -24,5 +24,6 @@ pub mod outputs;
 pub mod projection;
 pub mod retrieval;
 pub mod serve;
+pub mod sparse;
 
 pub use error::{Error, Result};

@@ -4,7 +4,7 @@
 use linfa::traits::Fit;
 use linfa::DatasetBase;
 use ndarray::{Array2, Axis};
-use tuwen::projection::CcaParams;
+use tuwen::projection::{CcaParams, SparseRows};
 
 fn data() -> (Array2<f64>, Array2<f64>) {
     let (n, p, q) = (40, 4, 3);
@@ -133,7 +133,9 @@ fn pca_then_cca_projection_recovers_pairs() {
             image_blocks: Vec::new(),
             contrastive: None,
         };
-        let p = params.fit(img.view(), &owner, txt.view()).unwrap();
+        let p = params
+            .fit(img.view(), &owner, &SparseRows::from_dense(txt.view()))
+            .unwrap();
         let (pi, pt) = (p.project_images(img.view()), p.project_texts(txt.view()));
         let sim = pt.dot(&pi.t());
         let r = tuwen::retrieval::metrics::evaluate(sim.view(), &owner);
@@ -173,7 +175,9 @@ fn folded_pca_cca_equals_pca_then_cca_with_uneven_caption_counts() {
         contrastive: None,
     };
     let (img32, txt32) = (img.mapv(|v| v as f32), txt.mapv(|v| v as f32));
-    let p = params.fit(img32.view(), &owner, txt32.view()).unwrap();
+    let p = params
+        .fit(img32.view(), &owner, &SparseRows::from_dense(txt32.view()))
+        .unwrap();
 
     // The same two steps applied one after the other.
     let pca = PcaParams::new(5)

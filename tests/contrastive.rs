@@ -10,7 +10,7 @@ use tuwen::embed::{Embedder, VectorFiles};
 use tuwen::features::image::{self, BackboneKind, ExtractOptions, ImageFeatureConfig, Pooling};
 use tuwen::jobs::fit::{FitOptions, FitReport};
 use tuwen::model::Model;
-use tuwen::projection::{CcaParams, ContrastiveParams, Method, ProjectionParams};
+use tuwen::projection::{CcaParams, ContrastiveParams, Method, ProjectionParams, SparseRows};
 use tuwen::retrieval::score::Scoring;
 use tuwen::retrieval::{Bank, Direction, ScoreOptions};
 
@@ -344,13 +344,25 @@ fn degenerate_training_data_is_an_error_not_a_panic() {
     let images = ndarray::Array2::<f32>::from_shape_fn((4, 3), |(i, j)| (i * 3 + j) as f32 + 1.0);
     let none = ndarray::Array2::<f32>::zeros((0, 5));
     let e = params
-        .fit_with(images.view(), &[], none.view(), None, false)
+        .fit_with(
+            images.view(),
+            &[],
+            &SparseRows::from_dense(none.view()),
+            None,
+            false,
+        )
         .unwrap_err()
         .to_string();
     assert!(e.contains("at least 2"), "{e}");
     let texts = ndarray::Array2::<f32>::from_shape_fn((3, 5), |(i, j)| ((i + 1) * (j + 2)) as f32);
     let e = params
-        .fit_with(images.view(), &[0, 1, 9], texts.view(), None, false)
+        .fit_with(
+            images.view(),
+            &[0, 1, 9],
+            &SparseRows::from_dense(texts.view()),
+            None,
+            false,
+        )
         .unwrap_err()
         .to_string();
     assert!(e.contains("out of range"), "{e}");

@@ -15,7 +15,7 @@ use tuwen::features::image::{
     self, backbone::BackboneKind, ExtractOptions, ImageFeatureConfig, Pooling,
 };
 use tuwen::features::text::{TextEncoder, TextFeatureConfig};
-use tuwen::projection::{cca::CcaParams, pca, ImageNorm, ProjectionParams};
+use tuwen::projection::{cca::CcaParams, pca, ImageNorm, ProjectionParams, SparseRows};
 
 /// Correlation of matching score columns (how every method's canonical pairs are judged).
 fn column_correlations(a: ArrayView2<f64>, b: ArrayView2<f64>) -> Vec<f64> {
@@ -94,7 +94,11 @@ fn main() {
         let n = n.min(n_all);
         let t = Instant::now();
         let p = ProjectionParams::default()
-            .fit(f.features.view(), &owner[..n], texts.slice(s![..n, ..]))
+            .fit(
+                f.features.view(),
+                &owner[..n],
+                &SparseRows::from_dense(texts.slice(s![..n, ..])),
+            )
             .unwrap();
         println!(
             "{{\"part\": \"default-fit\", \"pairs\": {n}, \"image_dims\": {}, \"text_dims\": {}, \

@@ -1,5 +1,6 @@
 //! Caption features: jieba-rs tokens → word2vec vectors (finalfusion) → weighted mean.
 use crate::error::{Error, Result};
+use crate::sparse::SparseRows;
 use finalfusion::compat::word2vec::ReadWord2Vec;
 use finalfusion::prelude::*;
 use finalfusion::similarity::WordSimilarity;
@@ -411,36 +412,42 @@ impl TextEncoder {
             }
     }
 
-    /// Encode captions into the full text feature (word2vec mean, then the bag if configured).
+    /// Encode captions into the full text feature (word2vec mean, then the second set's, then
+    /// the bag if configured): [`TextEncoder::features_sparse`] as a dense matrix.
     pub fn features(&self, captions: &[String]) -> (Array2<f32>, OovReport) {
+        let (s, rep) = self.features_sparse(captions);
+        (s.to_dense(), rep)
+    }
+
+    /// The text features of captions as sparse rows: the bag's ~8,000 columns hold a dozen
+    /// values per caption, so a training set's features never exist as a dense matrix.
+    pub fn features_sparse(&self, captions: &[String]) -> (SparseRows, OovReport) {
         let tokens: Vec<Vec<String>> = captions.iter().map(|c| self.tokenize(c)).collect();
         let (w2v, rep) = self.encode_tokens(&tokens);
         let second = self
             .second
             .as_ref()
             .map(|s| self.encode_tokens_with(&s.0, &tokens).0);
-        if self.cfg.bag.is_none() && second.is_none() {
-            return (w2v, rep);
-        }
         let d = self.dim();
         let d2 = self.second_dim();
-        let mut out = Array2::<f32>::zeros((captions.len(), self.feature_dim()));
         let w1 = self.cfg.bag.as_ref().map_or(1.0, |b| b.w2v_weight);
-        out.slice_mut(ndarray::s![.., ..d]).assign(&(&w2v * w1));
-        if let (Some(m), Some(cfg2)) = (&second, &self.cfg.second) {
-            out.slice_mut(ndarray::s![.., d..d + d2])
-                .assign(&(m * cfg2.weight));
-        }
-        let Some(bag) = &self.cfg.bag else {
-            return (out, rep);
-        };
-        let d = d + d2;
+        let w2 = self.cfg.second.as_ref().map_or(1.0, |c| c.weight);
         let index = self.bag_index();
+        let mut out = SparseRows::new(self.feature_dim());
         for (i, (c, toks)) in captions.iter().zip(&tokens).enumerate() {
-            let mut row = out.row_mut(i);
-            for (j, v) in self.bag_values(c, toks, bag, &index) {
-                row[d + j] = v;
-            }
+            let first = w2v.row(i).into_iter().map(|v| v * w1).enumerate();
+            let second = second
+                .iter()
+                .flat_map(|m| m.row(i).into_iter().map(|v| v * w2).collect::<Vec<_>>())
+                .enumerate()
+                .map(|(j, v)| (d + j, v));
+            let bag = self.cfg.bag.as_ref().map_or_else(Vec::new, |bag| {
+                self.bag_values(c, toks, bag, &index)
+                    .into_iter()
+                    .map(|(j, v)| (d + d2 + j, v))
+                    .collect()
+            });
+            out.push_entries(first.chain(second).chain(bag));
         }
         (out, rep)
     }

@@ -115,9 +115,6 @@ pub struct FitOptions {
     pub extra_pairs: Vec<PathBuf>,
 }
 
-/// Extra captions encoded at a time (dense rows are 8,100 wide; they are kept sparse).
-const EXTRA_CHUNK: usize = 2000;
-
 /// The extra pairs of `files` whose image is a training image (`image_keys`, matched by id),
 /// their captions encoded with the training captions' statistics; other rows go to `skipped`.
 fn load_extra_pairs(
@@ -131,7 +128,7 @@ fn load_extra_pairs(
         row_of.entry(id.as_str()).or_insert(r);
     }
     let mut owner = Vec::new();
-    let mut texts: Option<SparseRows> = None;
+    let mut texts = SparseRows::new(enc.feature_dim());
     let mut recorded = Vec::new();
     for csv in files {
         let p = data::read_nonempty_pairs(csv)?;
@@ -149,31 +146,29 @@ fn load_extra_pairs(
                 }),
             }
         }
-        for chunk in kept.chunks(EXTRA_CHUNK) {
-            let captions: Vec<String> = chunk.iter().map(|(_, p)| p.caption.clone()).collect();
-            let (f, _) = enc.features(&captions);
-            let t = texts.get_or_insert_with(|| SparseRows::new(f.ncols()));
-            for ((r, pair), row) in chunk.iter().zip(f.rows()) {
-                if row.iter().all(|&v| v == 0.0) {
-                    skipped.push(Skip {
-                        file: file.clone(),
-                        row: pair.row,
-                        id: pair.image_id.clone(),
-                        reason: SkipReason::NoKnownToken(pair.caption.clone()),
-                    });
-                } else {
-                    t.push(row.iter().copied());
-                    owner.push(*r);
-                }
+        let captions: Vec<String> = kept.iter().map(|(_, p)| p.caption.clone()).collect();
+        let (f, _) = enc.features_sparse(&captions);
+        let mut rows = Vec::new();
+        for (i, (r, pair)) in kept.iter().enumerate() {
+            if f.is_zero_row(i) {
+                skipped.push(Skip {
+                    file: file.clone(),
+                    row: pair.row,
+                    id: pair.image_id.clone(),
+                    reason: SkipReason::NoKnownToken(pair.caption.clone()),
+                });
+            } else {
+                rows.push(i);
+                owner.push(*r);
             }
         }
+        texts.append_rows(&f, &rows);
         recorded.push(TrainFile {
             pairs: file,
             pairs_sha256: crate::assets::sha256_file(csv)?,
             images: String::new(),
         });
     }
-    let texts = texts.unwrap_or_else(|| SparseRows::new(enc.features(&[]).0.ncols()));
     Ok((ExtraPairs { owner, texts }, recorded))
 }
 
@@ -211,13 +206,13 @@ pub fn fit(opts: &FitOptions) -> Result<(Model, FitReport)> {
     )?;
     let pf = load_pairs_features(&opts.sets, &spec, &opts.extract)?;
     enc.fit_stats(&pf.captions);
-    let (texts, oov) = enc.features(&pf.captions);
+    let (texts, oov) = enc.features_sparse(&pf.captions);
     crate::projection::check_fit_data(pf.images.view(), &pf.owner, None)?;
     // Captions with no known token carry no signal: leave them out of the fit, and say so.
     let mut skipped = pf.skipped;
     let keep: Vec<usize> = (0..texts.nrows())
         .filter(|&i| {
-            let z = texts.row(i).iter().all(|&v| v == 0.0);
+            let z = texts.is_zero_row(i);
             if z {
                 let (file, row) = pf.caption_rows[i].clone();
                 skipped.push(Skip {
@@ -239,7 +234,7 @@ pub fn fit(opts: &FitOptions) -> Result<(Model, FitReport)> {
             skipped.len()
         )));
     }
-    let texts = texts.select(Axis(0), &keep);
+    let texts = texts.select(&keep);
     let owner: Vec<usize> = keep.iter().map(|&i| pf.owner[i]).collect();
     let t0 = Instant::now();
     let (extra, extra_files) = if opts.extra_pairs.is_empty() {
@@ -259,14 +254,14 @@ pub fn fit(opts: &FitOptions) -> Result<(Model, FitReport)> {
     let (projection, contrastive) = params.fit_with(
         pf.images.view(),
         &owner,
-        texts.view(),
+        &texts,
         extra.as_ref(),
         opts.extract.progress,
     )?;
     let fit_seconds = t0.elapsed().as_secs_f64();
     let banks = TrainBanks::sample(
         projection.project_images(pf.images.view()),
-        projection.project_texts(texts.view()),
+        projection.project_text_rows(&texts),
     );
     let info = |path: &Path, sha: &str, vocab: usize, dim: usize| -> Result<WordVectorsInfo> {
         Ok(WordVectorsInfo {

@@ -5,11 +5,13 @@
 //! M = Lx⁻¹ Cxy Ly⁻ᵀ = U S Vᵀ; then Wx = Lx⁻ᵀ U, Wy = Ly⁻ᵀ V, and S holds the canonical
 //! correlations. The ridge is relative to the mean variance (tr/p) so one value suits features of
 //! any scale; on standardised features it is the textbook Cxx + r·I.
+use super::covariance::Side;
 use crate::error::{Error, Result};
+use crate::sparse::SparseRows;
 use linfa::traits::{Fit, Transformer};
 use linfa::{DatasetBase, ParamGuard};
-use ndarray::{s, Array1, Array2, Axis};
-use ndarray_linalg::{Cholesky, Diag, JobSvd, SolveTriangular, SVDDC, UPLO};
+use ndarray::{s, Array1, Array2};
+use ndarray_linalg::{CholeskyInto, Diag, JobSvd, SolveTriangular, SVDDC, UPLO};
 
 /// Checked CCA hyper-parameters (linfa's validated-params type): fit with [`Fit::fit`] on a
 /// `DatasetBase` whose records are X (n×p) and targets Y (n×q).
@@ -93,7 +95,21 @@ impl Fit<Array2<f64>, Array2<f64>, Error> for CcaValidParams {
     type Object = Cca;
 
     fn fit(&self, ds: &DatasetBase<Array2<f64>, Array2<f64>>) -> Result<Cca> {
-        let (x, y) = (ds.records(), ds.targets());
+        self.fit_sides(ds.records().into(), ds.targets().into())
+    }
+}
+
+/// Y as sparse rows (the caption features): covariances from the non-zeros, no dense copy.
+impl Fit<Array2<f64>, &SparseRows, Error> for CcaValidParams {
+    type Object = Cca;
+
+    fn fit(&self, ds: &DatasetBase<Array2<f64>, &SparseRows>) -> Result<Cca> {
+        self.fit_sides(ds.records().into(), (*ds.targets()).into())
+    }
+}
+
+impl CcaValidParams {
+    fn fit_sides(&self, x: Side, y: Side) -> Result<Cca> {
         let (n, p, q) = (x.nrows(), x.ncols(), y.ncols());
         if y.nrows() != n {
             return Err(Error::Param(format!(
@@ -111,11 +127,11 @@ impl Fit<Array2<f64>, Array2<f64>, Error> for CcaValidParams {
         if n < 2 {
             return Err(Error::Param("CCA needs at least 2 pairs".into()));
         }
-        let mean_of = |a: &Array2<f64>| {
-            a.mean_axis(Axis(0))
+        let mean_of = |a: &Side| {
+            a.mean()
                 .ok_or_else(|| Error::Param("CCA needs at least 2 pairs".into()))
         };
-        let (mean_x, mean_y) = (mean_of(x)?, mean_of(y)?);
+        let (mean_x, mean_y) = (mean_of(&x)?, mean_of(&y)?);
         use super::covariance::cross_covariance as cov;
         let ridge = |mut c: Array2<f64>, r: f64| {
             let mean_var = c.diag().sum() / c.nrows() as f64;
@@ -124,13 +140,15 @@ impl Fit<Array2<f64>, Array2<f64>, Error> for CcaValidParams {
             c.diag_mut().mapv_inplace(|v| v + add);
             c
         };
-        let cxx = ridge(cov(x, x, &mean_x, &mean_x), self.reg_x);
-        let cyy = ridge(cov(y, y, &mean_y, &mean_y), self.reg_y);
+        // Each covariance is factored in place: at 8,100 caption columns one q×q matrix is
+        // 525 MB, and no more than two are alive at once.
+        let lx = ridge(cov(x, x, &mean_x, &mean_x), self.reg_x).cholesky_into(UPLO::Lower)?;
+        let ly = ridge(cov(y, y, &mean_y, &mean_y), self.reg_y).cholesky_into(UPLO::Lower)?;
         let cxy = cov(x, y, &mean_x, &mean_y);
-        let lx = cxx.cholesky(UPLO::Lower)?;
-        let ly = cyy.cholesky(UPLO::Lower)?;
         let a = lx.solve_triangular(UPLO::Lower, Diag::NonUnit, &cxy)?; // Lx⁻¹ Cxy
+        drop(cxy);
         let mt = ly.solve_triangular(UPLO::Lower, Diag::NonUnit, &a.t().to_owned())?; // (Lx⁻¹ Cxy Ly⁻ᵀ)ᵀ
+        drop(a);
         let m = mt.t().to_owned();
         let (u, sv, vt) = m.svddc(JobSvd::Some)?;
         let (Some(u), Some(vt)) = (u, vt) else {
@@ -139,14 +157,9 @@ impl Fit<Array2<f64>, Array2<f64>, Error> for CcaValidParams {
         let k = self.components;
         let uk = u.slice(s![.., ..k]).to_owned();
         let vk = vt.slice(s![..k, ..]).t().to_owned();
-        let wx = lx
-            .t()
-            .to_owned()
-            .solve_triangular(UPLO::Upper, Diag::NonUnit, &uk)?;
-        let wy = ly
-            .t()
-            .to_owned()
-            .solve_triangular(UPLO::Upper, Diag::NonUnit, &vk)?;
+        let upper = |l: Array2<f64>| l.reversed_axes().as_standard_layout().into_owned();
+        let wx = upper(lx).solve_triangular(UPLO::Upper, Diag::NonUnit, &uk)?;
+        let wy = upper(ly).solve_triangular(UPLO::Upper, Diag::NonUnit, &vk)?;
         let correlations = sv.slice(s![..k]).to_owned();
         Ok(Cca {
             mean_x,

@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::retrieval::score::Scoring;
 use crate::retrieval::scorer::{Bank, ScoreOptions, Scorer};
 use crate::retrieval::{metrics, Direction};
+use crate::sparse::SparseRows;
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use ndarray_linalg::Inverse;
 use rand::rngs::StdRng;
@@ -95,47 +96,6 @@ impl ContrastiveParams {
     }
 }
 
-/// Caption feature rows stored sparse (the bag of terms is mostly zeros: extra captions kept
-/// dense would double the fit's memory).
-#[derive(Debug, Clone, Default)]
-pub struct SparseRows {
-    ncols: usize,
-    indptr: Vec<usize>,
-    indices: Vec<u32>,
-    values: Vec<f32>,
-}
-
-impl SparseRows {
-    pub fn new(ncols: usize) -> Self {
-        SparseRows {
-            ncols,
-            indptr: vec![0],
-            ..Default::default()
-        }
-    }
-    pub fn nrows(&self) -> usize {
-        self.indptr.len() - 1
-    }
-    pub fn ncols(&self) -> usize {
-        self.ncols
-    }
-    /// Append one dense row (its width must be `ncols`).
-    pub fn push(&mut self, row: impl IntoIterator<Item = f32>) {
-        for (j, v) in row.into_iter().enumerate() {
-            if v != 0.0 {
-                self.indices.push(j as u32);
-                self.values.push(v);
-            }
-        }
-        self.indptr.push(self.indices.len());
-    }
-    fn write_row(&self, r: usize, out: &mut [f32]) {
-        for k in self.indptr[r]..self.indptr[r + 1] {
-            out[self.indices[k] as usize] = self.values[k];
-        }
-    }
-}
-
 /// Pairs used only by the contrastive training: `owner[i]` is the image row of caption `i`.
 #[derive(Debug, Clone)]
 pub struct ExtraPairs {
@@ -176,7 +136,7 @@ enum Row {
 }
 
 struct Texts<'a, 'b> {
-    main: ArrayView2<'a, f32>,
+    main: &'a SparseRows,
     extra: Option<&'b SparseRows>,
 }
 
@@ -188,11 +148,7 @@ impl Texts<'_, '_> {
         for (r, row) in rows.iter().enumerate() {
             let out = &mut buf[r * q..(r + 1) * q];
             match *row {
-                Row::Main(i) => {
-                    for (o, v) in out.iter_mut().zip(self.main.row(i)) {
-                        *o = *v;
-                    }
-                }
+                Row::Main(i) => self.main.write_row(i, out),
                 Row::Extra(i) => self.extra.expect("extra rows given").write_row(i, out),
             }
         }
@@ -308,16 +264,26 @@ struct Data<'a, 'b> {
 /// The stop part: its images' normalised features and its main captions.
 struct Stop {
     images: Array2<f32>,
-    texts: Array2<f32>,
+    texts: SparseRows,
     owner: Vec<usize>,
 }
 
 /// Unit rows of the shared space under maps (W, b): as [`Projection`] would project them.
 fn embed(w: &Tensor, b: &Tensor, x: ArrayView2<f32>) -> Result<Array2<f32>> {
+    embed_blocks(w, b, x.nrows(), |r| x.slice(ndarray::s![r, ..]).to_owned())
+}
+
+/// [`embed`] of `n` rows given a block of rows at a time (sparse captions are densified so).
+fn embed_blocks(
+    w: &Tensor,
+    b: &Tensor,
+    n: usize,
+    rows: impl Fn(std::ops::Range<usize>) -> Array2<f32>,
+) -> Result<Array2<f32>> {
     let mut parts = Vec::new();
-    for s in (0..x.nrows()).step_by(CHUNK) {
-        let e = x.nrows().min(s + CHUNK);
-        let z = tch::no_grad(|| tensor2(x.slice(ndarray::s![s..e, ..])).matmul(w) + b);
+    for s in (0..n).step_by(CHUNK) {
+        let e = n.min(s + CHUNK);
+        let z = tch::no_grad(|| tensor2(rows(s..e).view()).matmul(w) + b);
         parts.push(array2(&z)?);
     }
     let views: Vec<_> = parts.iter().map(|a| a.view()).collect();
@@ -328,7 +294,9 @@ fn embed(w: &Tensor, b: &Tensor, x: ArrayView2<f32>) -> Result<Array2<f32>> {
 /// R@1+5+10 both ways on the stop part, through the product's scorer and metrics.
 fn stop_recall_sum(maps: &Maps, stop: &Stop) -> Result<f64> {
     let images = embed(&maps.wi, &maps.bi, stop.images.view())?;
-    let texts = embed(&maps.wt, &maps.bt, stop.texts.view())?;
+    let texts = embed_blocks(&maps.wt, &maps.bt, stop.texts.nrows(), |r| {
+        stop.texts.dense_rows(r)
+    })?;
     let scorer = Scorer::new(
         ScoreOptions {
             scoring: Scoring::Csls { k: CSLS_K },
@@ -473,7 +441,7 @@ impl ProjectionParams {
         &self,
         images: ArrayView2<f32>,
         owner: &[usize],
-        texts: ArrayView2<f32>,
+        texts: &SparseRows,
         extra: Option<&ExtraPairs>,
         progress: bool,
     ) -> Result<(Projection, ContrastiveReport)> {
@@ -529,7 +497,7 @@ impl ProjectionParams {
         let normed = self.image_norm.apply_blocks(images, &self.image_blocks);
         let stop = Stop {
             images: normed.select(Axis(0), &stop_images),
-            texts: texts.select(Axis(0), &stop_rows),
+            texts: texts.select(&stop_rows),
             owner: stop_rows.iter().map(|&t| stop_pos[owner[t]]).collect(),
         };
         let extra_rows = |keep: &dyn Fn(usize) -> bool| -> Vec<(usize, Row)> {
@@ -544,8 +512,8 @@ impl ProjectionParams {
 
         // (b) CCA on the fit part's main pairs: the starting maps.
         let fit_owner: Vec<usize> = fit_rows.iter().map(|&t| owner[t]).collect();
-        let fit_texts = texts.select(Axis(0), &fit_rows);
-        let init = cca.fit(images, &fit_owner, fit_texts.view())?;
+        let fit_texts = texts.select(&fit_rows);
+        let init = cca.fit(images, &fit_owner, &fit_texts)?;
         // (c) Train on them (+ the extra pairs of fit-part images), choosing the epoch count.
         let mut pairs: Vec<(usize, Row)> = fit_owner
             .iter()
@@ -556,7 +524,7 @@ impl ProjectionParams {
         let data = Data {
             images: images_t.shallow_clone(),
             texts: Texts {
-                main: fit_texts.view(),
+                main: &fit_texts,
                 extra: extra.map(|e| &e.texts),
             },
             pairs,
@@ -693,20 +661,5 @@ mod tests {
         for (a, b) in got.iter().zip(&want) {
             assert!((a - b).abs() < 1e-5, "{a} vs {b}");
         }
-    }
-
-    #[test]
-    fn sparse_rows_round_trip() {
-        let mut s = SparseRows::new(4);
-        s.push([0.0, 1.5, 0.0, -2.0]);
-        s.push([0.0; 4]);
-        assert_eq!(s.nrows(), 2);
-        let mut out = [9.0f32; 4];
-        out.fill(0.0);
-        s.write_row(0, &mut out);
-        assert_eq!(out, [0.0, 1.5, 0.0, -2.0]);
-        out.fill(0.0);
-        s.write_row(1, &mut out);
-        assert_eq!(out, [0.0; 4]);
     }
 }

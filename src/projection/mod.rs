@@ -6,8 +6,9 @@ pub mod pca;
 
 use crate::error::{Error, Result};
 use crate::kernel;
+pub use crate::sparse::SparseRows;
 pub use cca::{Cca, CcaParams, CcaValidParams};
-pub use contrastive::{ContrastiveParams, ContrastiveReport, ExtraPairs, SparseRows};
+pub use contrastive::{ContrastiveParams, ContrastiveReport, ExtraPairs};
 use linfa::traits::Fit;
 use linfa::DatasetBase;
 use ndarray::{Array1, Array2, ArrayView2, Axis};
@@ -171,7 +172,7 @@ fn fold(
 pub fn check_fit_data(
     images: ArrayView2<f32>,
     owner: &[usize],
-    texts: Option<ArrayView2<f32>>,
+    texts: Option<&SparseRows>,
 ) -> Result<()> {
     let n = owner.len();
     if n < 2 {
@@ -187,16 +188,20 @@ pub fn check_fit_data(
     if let Some(&bad) = owner.iter().find(|&&o| o >= images.nrows()) {
         return Err(Error::Param(format!("owner index {bad} out of range")));
     }
-    for (what, m) in [
-        ("image", Some(images.view())),
-        ("caption", texts.as_ref().map(|t| t.view())),
-    ] {
-        let Some(m) = m else { continue };
-        if let Some(((r, _), v)) = m.indexed_iter().find(|(_, v)| !v.is_finite()) {
-            return Err(Error::Data(format!(
-                "{what} features hold a non-finite value ({v} in row {})",
-                r + 1
-            )));
+    let non_finite = |what: &str, r: usize, v: f32| {
+        Error::Data(format!(
+            "{what} features hold a non-finite value ({v} in row {})",
+            r + 1
+        ))
+    };
+    if let Some(((r, _), v)) = images.indexed_iter().find(|(_, v)| !v.is_finite()) {
+        return Err(non_finite("image", r, *v));
+    }
+    if let Some(t) = texts {
+        for r in 0..t.nrows() {
+            if let Some(v) = t.row(r).1.iter().find(|v| !v.is_finite()) {
+                return Err(non_finite("caption", r, *v));
+            }
         }
     }
     let used: std::collections::BTreeSet<usize> = owner.iter().copied().collect();
@@ -214,7 +219,7 @@ pub fn check_fit_data(
             used.len()
         )));
     }
-    if texts.is_some_and(all_rows_equal) {
+    if texts.is_some_and(all_sparse_rows_equal) {
         return Err(Error::Data(format!(
             "all {n} training captions have identical text features (the same caption, or the \
              same known words): fitting needs at least 2 different captions"
@@ -232,6 +237,25 @@ fn all_rows_equal(m: ArrayView2<f32>) -> bool {
     let tol = 1e-6 * scale;
     m.rows().into_iter().all(|r| {
         r.iter()
+            .zip(first.iter())
+            .all(|(a, b)| (a - b).abs() <= tol)
+    })
+}
+
+/// [`all_rows_equal`] of sparse rows (densified one at a time; a difference usually shows in
+/// the second row).
+fn all_sparse_rows_equal(m: &SparseRows) -> bool {
+    let scale = m.values().iter().fold(0.0f32, |a, v| a.max(v.abs()));
+    let tol = 1e-6 * scale;
+    if m.nrows() == 0 {
+        return true;
+    }
+    let first = m.dense_rows(0..1);
+    let mut row = vec![0.0f32; m.ncols()];
+    (1..m.nrows()).all(|r| {
+        row.iter_mut().for_each(|v| *v = 0.0);
+        m.write_row(r, &mut row);
+        row.iter()
             .zip(first.iter())
             .all(|(a, b)| (a - b).abs() <= tol)
     })
@@ -275,7 +299,7 @@ impl ProjectionParams {
         &self,
         images: ArrayView2<f32>,
         owner: &[usize],
-        texts: ArrayView2<f32>,
+        texts: &SparseRows,
         extra: Option<&ExtraPairs>,
         progress: bool,
     ) -> Result<(Projection, Option<ContrastiveReport>)> {
@@ -298,7 +322,7 @@ impl ProjectionParams {
         &self,
         images: ArrayView2<f32>,
         owner: &[usize],
-        texts: ArrayView2<f32>,
+        texts: &SparseRows,
     ) -> Result<Projection> {
         self.check()?;
         if self.method == Method::Contrastive {
@@ -322,9 +346,19 @@ impl ProjectionParams {
             Method::Cca | Method::Contrastive => (0, 0),
         };
         let (zx_img, mx, px) = side_pca(normed.mapv(f64::from), kx, self.whiten, self.pca_solver)?;
+        drop(normed);
         let zx = zx_img.select(Axis(0), owner);
-        let (zy, my, py) = side_pca(texts.mapv(f64::from), ky, self.whiten, self.pca_solver)?;
-        let cca = self.cca.fit(&DatasetBase::new(zx, zy))?;
+        drop(zx_img);
+        // Caption features stay sparse unless a text PCA needs them dense.
+        let (cca, my, py) = if ky > 0 && ky < texts.ncols() {
+            let dense = texts.to_dense().mapv(f64::from);
+            let (zy, my, py) = side_pca(dense, ky, self.whiten, self.pca_solver)?;
+            (self.cca.fit(&DatasetBase::new(zx, zy))?, my, py)
+        } else {
+            let cca = self.cca.fit(&DatasetBase::new(zx, texts))?;
+            let my = cca.mean_y.clone();
+            (cca, my, None)
+        };
         let best = cca.correlations.iter().cloned().fold(0.0f64, f64::max);
         if best.is_nan() || best < MIN_CORRELATION {
             return Err(Error::Data(format!(
@@ -378,7 +412,15 @@ impl Projection {
             self.text_proj.t().as_standard_layout().view(),
         ))
     }
+    /// [`Projection::project_texts`] of sparse rows, densified a block at a time (each row gets
+    /// the same bits as through the dense path: the kernel is batch-invariant).
+    pub fn project_text_rows(&self, y: &SparseRows) -> Array2<f32> {
+        y.map_dense_chunks(TEXT_BLOCK, self.dim(), |b| self.project_texts(b))
+    }
 }
+
+/// Caption rows densified at a time (8,100 columns: 64 MB).
+const TEXT_BLOCK: usize = 2048;
 
 /// L2-normalise rows (a zero row stays zero).
 pub use crate::kernel::normalize_rows;
@@ -405,7 +447,7 @@ mod tests {
 
     fn fit_err(images: &Array2<f32>, owner: &[usize], texts: &Array2<f32>) -> String {
         params()
-            .fit(images.view(), owner, texts.view())
+            .fit(images.view(), owner, &SparseRows::from_dense(texts.view()))
             .expect_err("degenerate data must be refused")
             .to_string()
     }
@@ -413,7 +455,9 @@ mod tests {
     #[test]
     fn degenerate_training_data_is_refused_with_what_is_wrong() {
         let (images, owner, texts) = pairs();
-        let p = params().fit(images.view(), &owner, texts.view()).unwrap();
+        let p = params()
+            .fit(images.view(), &owner, &SparseRows::from_dense(texts.view()))
+            .unwrap();
         assert!(p.correlations[0] > 0.5, "{:?}", p.correlations);
 
         // One pair.
