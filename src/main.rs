@@ -21,7 +21,7 @@ fn main() -> Result<()> {
     tuwen::blas::reexec_with_fast_kernels();
     match cli.cmd {
         Cmd::Extract(c) => {
-            let out = jobs::extract::extract(&c.job())?;
+            let out = jobs::extract::extract(&c.job()?)?;
             let shard = c.shard.map(|s| format!("shard {s}: ")).unwrap_or_default();
             let Some(st) = &out.stats else {
                 println!(

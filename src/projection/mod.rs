@@ -103,7 +103,8 @@ impl Default for ProjectionParams {
             pca_text: 0,
             whiten: false,
             pca_solver: pca::PcaSolver::Eigh,
-            cca: CcaParams::new(256).reg(0.3, 1.0),
+            // Image ridge 1 for the default two-network features (0.3 was best with one).
+            cca: CcaParams::new(256).reg(1.0, 1.0),
             power: 2.0,
             image_blocks: Vec::new(),
             contrastive: None,

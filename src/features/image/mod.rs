@@ -41,13 +41,18 @@ pub struct NetworkConfig {
 }
 
 impl Default for ImageFeatureConfig {
-    /// The CLI's default, the best of experiments/README.md: EfficientNet-Lite2, averaged, with flip.
+    /// The CLI's default, chosen on the development split (experiments/README.md, session 6):
+    /// EfficientNet-Lite2 and EfficientNet-Lite0, each averaged, without flip.
     fn default() -> Self {
         ImageFeatureConfig {
             backbone: BackboneKind::EfficientNetLite2,
             pooling: Pooling::Avg,
-            flip: true,
-            second: None,
+            flip: false,
+            second: Some(NetworkConfig {
+                backbone: BackboneKind::EfficientNetLite0,
+                pooling: Pooling::Avg,
+                flip: false,
+            }),
         }
     }
 }
