@@ -884,6 +884,31 @@ mod tests {
     }
 
     #[test]
+    fn a_file_target_is_checked_without_creating_anything() {
+        let d = tempfile::tempdir().unwrap();
+        let yes = |_: &Path| true;
+        // Missing folders are fine (created with the file) but not created by the check.
+        check_file_target(&d.path().join("new/sub/x.csv"), "list", yes).unwrap();
+        assert!(!d.path().join("new").exists());
+        // A file on the way, a folder, a link, a user's file: refused, named.
+        let f = d.path().join("f");
+        std::fs::write(&f, b"mine").unwrap();
+        let e = check_file_target(&f.join("x/y.csv"), "list", yes).unwrap_err();
+        assert!(e.to_string().contains("not a folder"), "{e}");
+        let e = check_file_target(d.path(), "list", yes).unwrap_err();
+        assert!(e.to_string().contains("is a folder"), "{e}");
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&f, &link).unwrap();
+        assert!(check_file_target(&link, "list", yes).is_err());
+        let e = check_file_target(&f, "list", |_| false).unwrap_err();
+        assert!(e.to_string().contains("not a list written by tuwen"), "{e}");
+        assert_eq!(std::fs::read(&f).unwrap(), b"mine");
+        // An empty file holds nothing to lose.
+        std::fs::write(&f, b"").unwrap();
+        check_file_target(&f, "list", |_| false).unwrap();
+    }
+
+    #[test]
     fn a_batch_replaces_its_files_together_or_not_at_all() {
         let d = tempfile::tempdir().unwrap();
         let (r1, r2) = (d.path().join("result1.csv"), d.path().join("result2.csv"));
