@@ -3,12 +3,13 @@
 //! reaches the library: its enums are mirrored here.
 use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use tuwen::embed::{Embedder, VectorFiles};
 use tuwen::features::image::{self, ExtractOptions, ImageFeatureConfig};
 use tuwen::features::text::{BagConfig, SecondVectors, TextFeatureConfig};
 use tuwen::jobs::{demo, export, extract, fit, rank, split};
 use tuwen::model::Model;
+use tuwen::outputs::csv as out_csv;
 use tuwen::projection::{CcaParams, ContrastiveParams, ProjectionParams};
 use tuwen::retrieval::score::Scoring;
 use tuwen::retrieval::{Bank, Direction, ScoreOptions};
@@ -122,7 +123,8 @@ pub enum Cmd {
     Eval(EvalCmd),
     /// Answer the Teddy tasks: result1.csv (text→image) and/or result2.csv (image→text).
     Rank(RankCmd),
-    /// Generate a small synthetic data set and run fit → rank → eval on it (no data needed).
+    /// Generate a small synthetic data set and run fit → rank → eval on it (no data needed), in
+    /// one folder (--dir) replaced whole; a folder an earlier demo did not write is refused.
     Demo(DemoCmd),
     /// Rank Teddy folders and write an HTML result sheet (thumbnails embedded) beside the result files.
     Report(ReportCmd),
@@ -136,7 +138,8 @@ pub enum Cmd {
     /// images and/or captions with their ids: one Parquet file (columns id, kind, vector; with
     /// --raw also raw_image / raw_text), or with --format npy the files OUT.images.npy,
     /// OUT.texts.npy (float32, C order, [n, d]) and OUT.images.ids.txt, OUT.texts.ids.txt (one id
-    /// per line, same order; with --raw also OUT.images.raw.npy, OUT.texts.raw.npy).
+    /// per line, same order; with --raw also OUT.images.raw.npy, OUT.texts.raw.npy), listed in
+    /// OUT.tuwen.json. Never overwrites a file tuwen did not export.
     Export(ExportCmd),
     /// A local search page and JSON API over an image folder: type Chinese text to see the best
     /// images with each score explained per term; click or upload an image for its nearest
@@ -268,9 +271,30 @@ pub struct RunArgs {
     /// Hide progress bars.
     #[arg(long)]
     pub quiet: bool,
-    /// Write rows that were skipped (file,row,id,reason) to this CSV.
+}
+
+/// `--skip-list`, for the commands that skip rows or files (not demo, explain, serve).
+#[derive(Args, Clone)]
+pub struct SkipListArgs {
+    /// Write the rows and files that were skipped (file,row,id,reason) to this CSV, on every run
+    /// (empty when nothing was skipped). Checked before any work: it may not be a folder, one of
+    /// the command's inputs, or an existing file that is not a skip list.
     #[arg(long)]
     pub skip_list: Option<PathBuf>,
+}
+
+impl SkipListArgs {
+    /// Check the path up front ([`out_csv::check_skip_list`]); creates nothing.
+    pub fn check(&self, inputs: &[&Path]) -> Result<()> {
+        if let Some(p) = &self.skip_list {
+            out_csv::check_skip_list(p, inputs)?;
+        }
+        Ok(())
+    }
+
+    pub fn path(&self) -> Option<&Path> {
+        self.skip_list.as_deref()
+    }
 }
 
 #[derive(Args)]
@@ -291,6 +315,8 @@ pub struct ExtractCmd {
     pub image: ImageArgs,
     #[command(flatten)]
     pub run: RunArgs,
+    #[command(flatten)]
+    pub skips: SkipListArgs,
 }
 
 #[derive(Args)]
@@ -299,7 +325,7 @@ pub struct ExplainCmd {
     pub model: ModelArgs,
     #[command(flatten)]
     pub score: ScoreArgs,
-    /// The caption (文本).
+    /// The caption (文本); an empty or blank one is refused.
     #[arg(long)]
     pub caption: String,
     /// The image file.
@@ -444,6 +470,8 @@ pub struct FitCmd {
     pub power: f64,
     #[command(flatten)]
     pub run: RunArgs,
+    #[command(flatten)]
+    pub skips: SkipListArgs,
 }
 
 #[derive(Args)]
@@ -463,6 +491,8 @@ pub struct EvalCmd {
     pub json: bool,
     #[command(flatten)]
     pub run: RunArgs,
+    #[command(flatten)]
+    pub skips: SkipListArgs,
 }
 
 #[derive(Args)]
@@ -495,11 +525,15 @@ pub struct RankCmd {
     pub out_dir: PathBuf,
     #[command(flatten)]
     pub run: RunArgs,
+    #[command(flatten)]
+    pub skips: SkipListArgs,
 }
 
 #[derive(Args)]
 pub struct DemoCmd {
-    /// Where the generated data, model and results go.
+    /// Where the generated data, model and results go, written as one folder: a new or empty
+    /// one, or one an earlier demo wrote (replaced whole); any other folder is refused, never
+    /// written into.
     #[arg(long, default_value = "data/generated/demo")]
     pub dir: PathBuf,
     /// Backbone for the demo (lite0 is the quickest).
@@ -530,6 +564,8 @@ pub struct ReportCmd {
     pub n: usize,
     #[command(flatten)]
     pub run: RunArgs,
+    #[command(flatten)]
+    pub skips: SkipListArgs,
 }
 
 #[derive(Args)]
@@ -539,7 +575,7 @@ pub struct SplitCmd {
     /// Image folder (needed with --teddy-layout).
     #[arg(long)]
     pub images: Option<PathBuf>,
-    /// Number of images held out.
+    /// Number of images held out: at least 1, and fewer than the file's images.
     #[arg(long)]
     pub held_out: usize,
     #[arg(long, default_value_t = 2024)]
@@ -578,11 +614,14 @@ pub struct ExportCmd {
     /// columns raw_image and raw_text, each null on the other kind's rows (their widths differ).
     #[arg(long)]
     pub raw: bool,
-    /// The Parquet file to write, or with --format npy the prefix of the files written.
+    /// The Parquet file to write, or with --format npy the prefix of the files written. An
+    /// existing file there is replaced only if tuwen exported it (checked before any work); a
+    /// file of yours is refused, never overwritten.
     #[arg(long)]
     pub out: PathBuf,
     /// parquet: one file at OUT; npy: OUT.images.npy, OUT.texts.npy, OUT.images.ids.txt,
-    /// OUT.texts.ids.txt (and OUT.images.raw.npy, OUT.texts.raw.npy with --raw).
+    /// OUT.texts.ids.txt (and OUT.images.raw.npy, OUT.texts.raw.npy with --raw), and
+    /// OUT.tuwen.json, the list of the files tuwen wrote at OUT (what it may replace).
     #[arg(long, value_enum, default_value = "parquet")]
     pub format: FormatArg,
     /// Print one JSON summary instead of text.
@@ -590,6 +629,8 @@ pub struct ExportCmd {
     pub json: bool,
     #[command(flatten)]
     pub run: RunArgs,
+    #[command(flatten)]
+    pub skips: SkipListArgs,
 }
 
 impl ScoreArgs {
@@ -608,7 +649,7 @@ impl ScoreArgs {
 
 impl ModelArgs {
     /// The files and folders a command reads through these options (no output may be one).
-    pub fn inputs(&self) -> Vec<&std::path::Path> {
+    pub fn inputs(&self) -> Vec<&Path> {
         std::iter::once(&self.model)
             .chain(
                 self.vectors
@@ -677,6 +718,15 @@ impl ImageArgs {
 }
 
 impl ExtractCmd {
+    /// What extraction reads (no output may be one of them).
+    pub fn inputs(&self) -> Vec<&Path> {
+        [&self.pairs, &self.images]
+            .into_iter()
+            .chain(&self.image.weights)
+            .map(PathBuf::as_path)
+            .collect()
+    }
+
     pub fn job(&self) -> Result<extract::ExtractJob> {
         Ok(extract::ExtractJob {
             list: self.pairs.clone(),
@@ -690,7 +740,7 @@ impl ExtractCmd {
 
 impl FitCmd {
     /// What the fit reads (no output may be one of them).
-    pub fn inputs(&self) -> Vec<&std::path::Path> {
+    pub fn inputs(&self) -> Vec<&Path> {
         (self
             .pairs
             .iter()
@@ -803,7 +853,41 @@ impl FitCmd {
     }
 }
 
+impl EvalCmd {
+    /// What the evaluation reads.
+    pub fn inputs(&self) -> Vec<&Path> {
+        let mut v = self.model.inputs();
+        v.extend([self.pairs.as_path(), &self.images]);
+        v
+    }
+}
+
+impl ReportCmd {
+    /// What the report reads.
+    pub fn inputs(&self) -> Vec<&Path> {
+        let mut v = self.model.inputs();
+        v.extend(self.teddy_dirs.iter().map(PathBuf::as_path));
+        v
+    }
+}
+
 impl RankCmd {
+    /// What ranking reads: the model's files, the Teddy folders and the files given one by one.
+    pub fn inputs(&self) -> Vec<&Path> {
+        let mut v = self.model.inputs();
+        v.extend(
+            self.teddy_dirs
+                .iter()
+                .chain(&self.word_test)
+                .chain(&self.image_data)
+                .chain(&self.image_test)
+                .chain(&self.word_data)
+                .chain(&self.images)
+                .map(PathBuf::as_path),
+        );
+        v
+    }
+
     /// The Teddy folders' jobs, then the files given one by one; no two may write one file.
     pub fn jobs(&self) -> Result<Vec<rank::RankJob>> {
         let mut jobs = rank::teddy_jobs(&self.teddy_dirs, &self.out_dir)?;
@@ -861,6 +945,20 @@ impl SplitCmd {
 }
 
 impl ExportCmd {
+    /// What the export reads.
+    pub fn inputs(&self) -> Vec<&Path> {
+        let mut v = self.model.inputs();
+        v.extend(
+            self.pairs
+                .iter()
+                .chain(&self.ids)
+                .chain(&self.captions)
+                .chain(&self.images)
+                .map(PathBuf::as_path),
+        );
+        v
+    }
+
     pub fn options(&self) -> Result<export::ExportOptions> {
         use export::Source;
         let source = match (&self.pairs, &self.ids, &self.captions) {

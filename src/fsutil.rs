@@ -66,7 +66,8 @@ impl DirKind {
             || self.entries.iter().any(|e| OsStr::new(e) == name)
     }
 
-    fn marker_bytes(&self) -> Option<Vec<u8>> {
+    /// The marker file's bytes for a [`Mark::Marker`] kind.
+    pub fn marker_bytes(&self) -> Option<Vec<u8>> {
         match self.mark {
             Mark::Marker(kind) => Some(format!("{{\"tuwen\": \"{kind}\"}}\n").into_bytes()),
             Mark::Check(_) => None,
@@ -339,32 +340,99 @@ pub fn write_atomic_with(path: &Path, fill: impl FnOnce(&mut File) -> Result<()>
 }
 
 /// [`write_atomic`] that replaces an existing file only when `ours(first bytes)` says tuwen
-/// wrote it (or it is empty): an output never overwrites a user's other file.
+/// wrote it (or it is empty): an output never overwrites a user's other file
+/// ([`check_file_target`]).
 pub fn write_atomic_replacing(
     path: &Path,
     data: &[u8],
     what: &str,
     ours: impl Fn(&[u8]) -> bool,
 ) -> Result<()> {
+    check_file_target(path, what, |p| head(p).is_ok_and(|h| ours(&h)))?;
+    write_atomic(path, data)
+}
+
+/// The first bytes of a file (enough for the header tuwen recognises its files by).
+pub fn head(path: &Path) -> Result<Vec<u8>> {
     use std::io::Read;
-    if let Ok(f) = File::open(path) {
-        if f.metadata().is_ok_and(|m| m.is_file()) {
-            let mut head = Vec::new();
-            f.take(4096)
-                .read_to_end(&mut head)
-                .map_err(|e| Error::io(path, e))?;
-            if !head.is_empty() && !ours(&head) {
-                return Err(Error::file(
-                    path,
-                    format!(
-                        "exists and is not a {what} written by tuwen: refusing to overwrite it; \
-                         choose another file name"
-                    ),
-                ));
+    let mut head = Vec::new();
+    File::open(path)
+        .and_then(|f| f.take(4096).read_to_end(&mut head))
+        .map_err(|e| Error::io(path, e))?;
+    Ok(head)
+}
+
+/// Check that a `what` output file may be written at `path`, creating and changing nothing (so
+/// it can run before a long job): an existing file is replaced only when it is empty or
+/// `ours(path)` says tuwen wrote it, never when it is a user's file, a folder, a symbolic link
+/// or a device. A file not there yet needs a folder to go in: the nearest existing ancestor must
+/// be a folder tuwen may write in (missing folders are created with the file, as for every
+/// output).
+pub fn check_file_target(path: &Path, what: &str, ours: impl FnOnce(&Path) -> bool) -> Result<()> {
+    file_name(path)?;
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        // Not there, or a folder on its way is a file ("not a directory": named below).
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                || e.raw_os_error() == Some(libc::ENOTDIR) =>
+        {
+            return check_creatable(parent_of(path))
+        }
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let refuse = |msg: String| Err(Error::file(path, msg));
+    if meta.file_type().is_symlink() {
+        return refuse(format!(
+            "is a symbolic link: tuwen does not write a {what} through links; remove the link or \
+             choose another file name"
+        ));
+    }
+    if meta.is_dir() {
+        return refuse(format!("is a folder: give the {what}'s file name"));
+    }
+    if !meta.is_file() {
+        return refuse("exists and is not a regular file: choose another file name".into());
+    }
+    if meta.len() > 0 && !ours(path) {
+        return refuse(format!(
+            "exists and is not a {what} written by tuwen: refusing to overwrite it; move it away \
+             or choose another file name"
+        ));
+    }
+    Ok(())
+}
+
+/// `dir` is, or can be created as, a folder tuwen may create files in: its nearest existing
+/// ancestor is a folder with write permission.
+fn check_creatable(dir: &Path) -> Result<()> {
+    use rustix::fs::{access, Access};
+    let mut cur = dir;
+    loop {
+        match std::fs::metadata(cur) {
+            Ok(m) if m.is_dir() => {
+                return access(cur, Access::WRITE_OK | Access::EXEC_OK).map_err(|e| {
+                    Error::file(cur, format!("cannot create files in this folder: {e}"))
+                })
             }
+            Ok(_) => {
+                return Err(Error::file(
+                    cur,
+                    "is not a folder, so the output cannot go there; choose another path",
+                ))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match cur.parent() {
+                Some(p) if !p.as_os_str().is_empty() => cur = p,
+                _ => return Ok(()),
+            },
+            // "Not a directory": an ancestor further up is a file; the loop names it.
+            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => match cur.parent() {
+                Some(p) if !p.as_os_str().is_empty() => cur = p,
+                _ => return Err(Error::io(cur, e)),
+            },
+            Err(e) => return Err(Error::io(cur, e)),
         }
     }
-    write_atomic(path, data)
 }
 
 /// One file of a batch: its target (resolved) and, once written, its staged temporary.
@@ -813,6 +881,31 @@ mod tests {
         std::fs::write(&p, b"file,row\nold\n").unwrap();
         write_atomic_replacing(&p, b"file,row\n", "skip list", ours).unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"file,row\n");
+    }
+
+    #[test]
+    fn a_file_target_is_checked_without_creating_anything() {
+        let d = tempfile::tempdir().unwrap();
+        let yes = |_: &Path| true;
+        // Missing folders are fine (created with the file) but not created by the check.
+        check_file_target(&d.path().join("new/sub/x.csv"), "list", yes).unwrap();
+        assert!(!d.path().join("new").exists());
+        // A file on the way, a folder, a link, a user's file: refused, named.
+        let f = d.path().join("f");
+        std::fs::write(&f, b"mine").unwrap();
+        let e = check_file_target(&f.join("x/y.csv"), "list", yes).unwrap_err();
+        assert!(e.to_string().contains("not a folder"), "{e}");
+        let e = check_file_target(d.path(), "list", yes).unwrap_err();
+        assert!(e.to_string().contains("is a folder"), "{e}");
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&f, &link).unwrap();
+        assert!(check_file_target(&link, "list", yes).is_err());
+        let e = check_file_target(&f, "list", |_| false).unwrap_err();
+        assert!(e.to_string().contains("not a list written by tuwen"), "{e}");
+        assert_eq!(std::fs::read(&f).unwrap(), b"mine");
+        // An empty file holds nothing to lose.
+        std::fs::write(&f, b"").unwrap();
+        check_file_target(&f, "list", |_| false).unwrap();
     }
 
     #[test]

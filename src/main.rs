@@ -21,6 +21,7 @@ fn main() -> Result<()> {
     tuwen::blas::reexec_with_fast_kernels();
     match cli.cmd {
         Cmd::Extract(c) => {
+            c.skips.check(&c.inputs())?;
             let out = jobs::extract::extract(&c.job()?)?;
             let shard = c.shard.map(|s| format!("shard {s}: ")).unwrap_or_default();
             let Some(st) = &out.stats else {
@@ -38,7 +39,7 @@ fn main() -> Result<()> {
                 st.requested, st.computed, st.images_per_second, st.from_cache, st.skipped,
                 st.seconds, out.spec.dim(), out.spec.cache_key()
             );
-            show::skips(&out.skipped, c.run.skip_list.as_deref())?;
+            show::skips(&out.skipped, c.skips.path())?;
             match out.nothing_usable {
                 Some(e) => Err(e.into()),
                 None => Ok(()),
@@ -46,8 +47,9 @@ fn main() -> Result<()> {
         }
         Cmd::Fit(c) => {
             let opts = c.options()?;
-            // Before the fit, so a wrong --out costs nothing (save checks again).
+            // Before the fit, so a wrong --out or --skip-list costs nothing (save checks again).
             tuwen::model::Model::check_save_target(&c.out, &c.inputs())?;
+            c.skips.check(&c.inputs())?;
             let (model, rep) = jobs::fit::fit(&opts)?;
             model
                 .save(&c.out)
@@ -90,9 +92,10 @@ fn main() -> Result<()> {
                     k.final_temperature
                 );
             }
-            show::skips(&rep.skipped, c.run.skip_list.as_deref())
+            show::skips(&rep.skipped, c.skips.path())
         }
         Cmd::Eval(c) => {
+            c.skips.check(&c.inputs())?;
             let emb = c.model.embedder(&c.run)?;
             let scorer = emb.scorer(c.score.options(Bank::Sets))?;
             let out = jobs::eval::evaluate(&emb, &scorer, &c.pairs, &c.images)?;
@@ -115,9 +118,10 @@ fn main() -> Result<()> {
                 }
                 println!("mean recall {:.1}", r.mean_recall());
             }
-            show::skips(&out.skipped, c.run.skip_list.as_deref())
+            show::skips(&out.skipped, c.skips.path())
         }
         Cmd::Rank(c) => {
+            c.skips.check(&c.inputs())?;
             let emb = c.model.embedder(&c.run)?;
             let todo = c.jobs()?;
             let ranker = jobs::rank::Ranker::new(&emb, emb.scorer(c.score.options(Bank::Sets))?);
@@ -133,9 +137,10 @@ fn main() -> Result<()> {
                     r.scoring
                 );
             }
-            show::rank_skips(outs, c.run.skip_list.as_deref())
+            show::rank_skips(outs, c.skips.path())
         }
         Cmd::Report(c) => {
+            c.skips.check(&c.inputs())?;
             let emb = c.model.embedder(&c.run)?;
             let ranker = jobs::rank::Ranker::new(&emb, emb.scorer(c.score.options(Bank::Sets))?);
             let outs =
@@ -149,7 +154,7 @@ fn main() -> Result<()> {
                 );
             }
             println!("report: {}", c.out.display());
-            show::rank_skips(outs, c.run.skip_list.as_deref())
+            show::rank_skips(outs, c.skips.path())
         }
         Cmd::Demo(c) => {
             let out = jobs::demo::demo(&c.options(), &mut |line| println!("{line}"))?;
@@ -179,6 +184,7 @@ fn main() -> Result<()> {
         }
         Cmd::Explain(c) => show::explain(c),
         Cmd::Export(c) => {
+            c.skips.check(&c.inputs())?;
             let emb = c.model.embedder(&c.run)?;
             let (_, out) = jobs::export::export(&emb, &c.options()?, &c.model.inputs())?;
             if c.json {
@@ -203,7 +209,7 @@ fn main() -> Result<()> {
             }
             let mut skips = out.failed_images;
             skips.extend(out.empty_captions);
-            show::skips(&skips, c.run.skip_list.as_deref())
+            show::skips(&skips, c.skips.path())
         }
         Cmd::Serve(c) => {
             if c.score.bank == Some(cli::BankArg::Sets) {

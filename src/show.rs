@@ -52,6 +52,8 @@ pub fn rank_skips(outs: Vec<RankOutput>, list: Option<&Path>) -> Result<()> {
 }
 
 pub fn explain(c: crate::cli::ExplainCmd) -> Result<()> {
+    // Before the model is loaded.
+    jobs::explain::check_caption(&c.caption)?;
     let emb = c.model.embedder(&c.run)?;
     let opts = c.score.options(Bank::Train);
     let scorer = emb.scorer(opts)?;

@@ -464,11 +464,12 @@ pub fn split_by_image(
     use rand::seq::SliceRandom;
     use rand::SeedableRng;
     let (ids, owner) = group_images(&p.pairs);
-    if held_out >= ids.len() {
+    if held_out == 0 || held_out >= ids.len() {
         return Err(Error::file(
             &p.path,
             format!(
-                "--held-out {held_out} must be below the file's {} images",
+                "--held-out {held_out} must be at least 1 and below the file's {} images (some \
+                 must remain for training)",
                 ids.len()
             ),
         ));

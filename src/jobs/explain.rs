@@ -5,8 +5,19 @@ use crate::explain::{explain_scored, ScoredExplanation};
 use crate::retrieval::{Direction, ScoreError, Scorer};
 use std::path::Path;
 
+/// Refuse an empty or blank caption: it has no term to explain, and its "score" would be the
+/// centring constant alone.
+pub fn check_caption(caption: &str) -> Result<()> {
+    if caption.trim().is_empty() {
+        return Err(Error::Param(
+            "--caption is empty: give the caption (文本) to explain".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// The image's feature through the model's feature spec (from the cache where it is there), then
-/// [`explain_scored`].
+/// [`explain_scored`]. An empty caption is refused ([`check_caption`]).
 pub fn explain_files(
     emb: &Embedder,
     scorer: &Scorer,
@@ -14,6 +25,7 @@ pub fn explain_files(
     image_path: &Path,
     direction: Direction,
 ) -> Result<ScoredExplanation> {
+    check_caption(caption)?;
     if !scorer.scores_single_queries() {
         return Err(ScoreError::NoSets(scorer.scoring()).into());
     }

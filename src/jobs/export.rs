@@ -96,7 +96,9 @@ use crate::data::pair_text_id;
 
 /// Embed the items of `opts.source` (see [`embed`]) and write them (see [`write`]).
 ///
-/// No output file may be an input: the source, the image folder, or `inputs` (the model's files).
+/// No output file may be an input: the source, the image folder, or `inputs` (the model's files),
+/// nor a file tuwen did not write ([`crate::outputs::export::check_targets`]); both are checked
+/// before any work.
 pub fn export(
     emb: &Embedder,
     opts: &ExportOptions,
@@ -109,6 +111,7 @@ pub fn export(
     for o in crate::outputs::export::output_files(&opts.out, opts.format) {
         crate::fsutil::check_not_input(&o, &all)?;
     }
+    crate::outputs::export::check_targets(&opts.out, opts.format)?;
     let (sets, mut out) = embed(emb, opts)?;
     let model = emb.model();
     let meta = serde_json::json!({

@@ -27,9 +27,24 @@ pub struct SplitOutput {
     pub notes: Vec<String>,
 }
 
+impl SplitOptions {
+    /// Validate the options before any work: at least one image held out (an empty held-out
+    /// set evaluates nothing). That some remain for training needs the file's image count,
+    /// checked by [`data::split_by_image`].
+    pub fn check(&self) -> Result<()> {
+        if self.held_out == 0 {
+            return Err(Error::Param(
+                "--held-out must be >= 1, got 0: an empty held-out set evaluates nothing".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Split, and write the output folder whole (staged, then swapped in): never over an input or a
 /// folder tuwen did not write, and a failure (a full disk) leaves the previous one.
 pub fn split(o: &SplitOptions) -> Result<SplitOutput> {
+    o.check()?;
     let p = data::read_pairs(&o.pairs)?;
     let s = data::split_by_image(&p, o.held_out, o.seed, o.teddy_layout.as_deref())?;
     let inputs: Vec<&Path> = std::iter::once(o.pairs.as_path())

@@ -174,10 +174,24 @@ pub fn write_skips(path: &Path, skips: &[Skip]) -> Result<()> {
         .into_inner()
         .map_err(|e| Error::file(path, e.to_string()))?;
     // `--skip-list train.csv` must not overwrite the training pairs.
-    crate::fsutil::write_atomic_replacing(path, &bytes, "skip list", |old| {
-        old.strip_prefix(b"\xef\xbb\xbf".as_slice())
-            .unwrap_or(old)
-            .starts_with(b"file,row,id,reason")
+    crate::fsutil::write_atomic_replacing(path, &bytes, "skip list", is_skip_list)
+}
+
+/// Whether a file's first bytes are a skip list's header (tuwen wrote it).
+fn is_skip_list(head: &[u8]) -> bool {
+    head.strip_prefix(b"\xef\xbb\xbf".as_slice())
+        .unwrap_or(head)
+        .starts_with(b"file,row,id,reason")
+}
+
+/// Check a `--skip-list` path before any work, so a mistake costs nothing and the list is never
+/// lost at the end of a long run: it must not be one of the command's `inputs`, and
+/// [`write_skips`] must be able to write it ([`crate::fsutil::check_file_target`]: not a folder,
+/// not a user's file, its folder creatable). Creates and changes nothing.
+pub fn check_skip_list(path: &Path, inputs: &[&Path]) -> Result<()> {
+    crate::fsutil::check_not_input(path, inputs)?;
+    crate::fsutil::check_file_target(path, "skip list", |p| {
+        crate::fsutil::head(p).is_ok_and(|h| is_skip_list(&h))
     })
 }
 

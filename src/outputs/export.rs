@@ -16,7 +16,10 @@
 //!   C order, shape `[n, d]`) with `PATH.images.ids.txt` / `PATH.texts.ids.txt` (one id per line,
 //!   the same order), and with `raw` `PATH.images.raw.npy` / `PATH.texts.raw.npy`.
 //!
-//! Every file is written whole or not at all (a temporary file in the target folder, renamed).
+//! Every file is written whole or not at all (a temporary file in the target folder, renamed),
+//! and never over a file tuwen did not write ([`check_targets`]): a Parquet file is tuwen's when
+//! its metadata has the `tuwen` key; the NPY files are listed in `PATH.tuwen.json` (their format
+//! has no room for a mark), which a write updates with the NPY files of the same batch.
 //! Unreadable images are left out and reported; so are empty captions.
 use crate::error::{Error, Result};
 use arrow_array::{Array, ArrayRef, FixedSizeListArray, Float32Array, RecordBatch, StringArray};
@@ -79,6 +82,7 @@ pub struct Embeddings {
 /// Write `sets` in `format` at `out` (the file for Parquet, the prefix for NPY); `meta` goes
 /// into the Parquet schema's metadata under `tuwen`. Returns the files written.
 pub fn write(out: &Path, format: Format, sets: &[Embeddings], meta: &str) -> Result<Vec<PathBuf>> {
+    let listed = check_targets(out, format)?;
     match format {
         Format::Parquet => {
             write_parquet(out, sets, meta)?;
@@ -94,6 +98,10 @@ pub fn write(out: &Path, format: Format, sets: &[Embeddings], meta: &str) -> Res
                     ));
                 }
             }
+            // Replaced together, the list first: a run killed between the renames leaves no
+            // file of ours unlisted.
+            let list = npy_list_path(out);
+            let batch = crate::fsutil::OutputBatch::begin(output_files(out, format))?;
             let mut files = Vec::new();
             for s in sets {
                 let p = npy_path(out, s.kind, "npy");
@@ -110,18 +118,104 @@ pub fn write(out: &Path, format: Format, sets: &[Embeddings], meta: &str) -> Res
                     files.push(p);
                 }
             }
+            // Listed: the files of earlier exports to this prefix still there, and these.
+            let mut names: Vec<String> = listed
+                .into_iter()
+                .filter(|n| parent_of(out).join(n).is_file())
+                .chain(files.iter().filter_map(|p| file_name(p)))
+                .collect();
+            names.sort();
+            names.dedup();
+            let json = serde_json::json!({ "tuwen": NPY_LIST_KIND, "files": names });
+            crate::fsutil::write_atomic(&list, format!("{json:#}\n").as_bytes())?;
+            batch.commit()?;
+            files.push(list);
             Ok(files)
         }
     }
 }
 
-/// Every file an export to `out` in `format` may write (to check none is an input).
+/// The `tuwen` value of an NPY export's list file.
+const NPY_LIST_KIND: &str = "npy-export";
+
+/// `PREFIX.tuwen.json`: which files at this prefix tuwen wrote (NPY exports).
+pub fn npy_list_path(prefix: &Path) -> PathBuf {
+    let mut name = prefix.as_os_str().to_owned();
+    name.push(".tuwen.json");
+    PathBuf::from(name)
+}
+
+fn parent_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+fn file_name(path: &Path) -> Option<String> {
+    path.file_name().map(|n| n.to_string_lossy().into_owned())
+}
+
+/// The file names an NPY export's list holds, or `None` when `path` is not such a list.
+fn read_npy_list(path: &Path) -> Option<Vec<String>> {
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    if v["tuwen"] != NPY_LIST_KIND {
+        return None;
+    }
+    v["files"]
+        .as_array()?
+        .iter()
+        .map(|f| f.as_str().map(str::to_string))
+        .collect()
+}
+
+/// Whether `path` is a Parquet file tuwen exported (its Arrow schema's metadata has the `tuwen`
+/// key, as [`write_parquet`] writes it). Reads the footer only.
+fn is_tuwen_parquet(path: &Path) -> bool {
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    std::fs::File::open(path)
+        .ok()
+        .and_then(|f| ParquetRecordBatchReaderBuilder::try_new(f).ok())
+        .is_some_and(|b| b.schema().metadata().contains_key("tuwen"))
+}
+
+/// Check, before any work and creating nothing, that an export to `out` in `format` replaces no
+/// file tuwen did not write ([`crate::fsutil::check_file_target`]): a Parquet file only if it
+/// is a tuwen export, an NPY-format file only if `PREFIX.tuwen.json` lists it. Returns the names
+/// that list holds (empty for Parquet).
+pub fn check_targets(out: &Path, format: Format) -> Result<Vec<String>> {
+    use crate::fsutil::check_file_target;
+    match format {
+        Format::Parquet => {
+            check_file_target(out, "Parquet export", is_tuwen_parquet)?;
+            Ok(Vec::new())
+        }
+        Format::Npy => {
+            let list = npy_list_path(out);
+            check_file_target(&list, "list of NPY export files", |p| {
+                read_npy_list(p).is_some()
+            })?;
+            let listed = read_npy_list(&list).unwrap_or_default();
+            for f in output_files(out, format).iter().filter(|f| **f != list) {
+                check_file_target(f, "NPY export file", |p| {
+                    file_name(p).is_some_and(|n| listed.contains(&n))
+                })?;
+            }
+            Ok(listed)
+        }
+    }
+}
+
+/// Every file an export to `out` in `format` may write (to check none is an input); for NPY the
+/// list file [`npy_list_path`] first.
 pub fn output_files(out: &Path, format: Format) -> Vec<PathBuf> {
     match format {
         Format::Parquet => vec![out.to_path_buf()],
-        Format::Npy => [Kind::Image, Kind::Text]
-            .into_iter()
-            .flat_map(|k| ["npy", "ids.txt", "raw.npy"].map(|e| npy_path(out, k, e)))
+        Format::Npy => std::iter::once(npy_list_path(out))
+            .chain(
+                [Kind::Image, Kind::Text]
+                    .into_iter()
+                    .flat_map(|k| ["npy", "ids.txt", "raw.npy"].map(|e| npy_path(out, k, e))),
+            )
             .collect(),
     }
 }
