@@ -60,8 +60,13 @@ fn every_variant_has_its_own_identity_dimension_and_blocks() {
         let back: FeatureSpec = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
         assert!(back.same_features(&s));
     }
-    // The default's key is unchanged by the new optional field (caches stay valid).
-    let d = spec(&ImageFeatureConfig::default());
+    // The session-5 default's key is unchanged by the new optional field (its caches stay
+    // valid).
+    let d = spec(&ImageFeatureConfig::single(
+        EfficientNetLite2,
+        Pooling::Avg,
+        true,
+    ));
     assert!(
         d.cache_key().starts_with("efficientnet-lite2-w")
             && d.cache_key().ends_with("-avg-flip-s260-p3"),
@@ -80,6 +85,18 @@ fn every_variant_has_its_own_identity_dimension_and_blocks() {
     );
     assert!(!two.same_features(&d));
     assert!(two.describe().contains(" + efficientnet-lite0"));
+    // Today's default: Lite2 and Lite0, each averaged, without flip.
+    let def = spec(&ImageFeatureConfig::default());
+    assert_eq!(def.blocks(), vec![1280, 1280]);
+    let keys: Vec<String> = def.parts().iter().map(|p| p.cache_key()).collect();
+    assert!(
+        keys[0].starts_with("efficientnet-lite2-w") && keys[0].ends_with("-avg-noflip-s260-p3"),
+        "{keys:?}"
+    );
+    assert!(
+        keys[1].starts_with("efficientnet-lite0-w") && keys[1].ends_with("-avg-noflip-s224-p3"),
+        "{keys:?}"
+    );
 }
 
 #[test]
@@ -317,4 +334,69 @@ fn a_two_network_model_fits_ranks_and_explains() {
         (sum - json["cosine"]["cosine"].as_f64().unwrap()).abs() < 1e-5,
         "{json}"
     );
+}
+
+/// The CLI's defaults: two networks (Lite2 + Lite0, no flip) with image ridge 1; one network
+/// (`--second-backbone none`) with ridge 0.3; second-network flags without a second network are
+/// refused before any work.
+#[test]
+fn default_features_and_their_ridge_come_from_the_cli() {
+    common::models();
+    let d = tempfile::tempdir().unwrap();
+    let data = tuwen::data::synthetic::generate(d.path(), 12, 4, 5).unwrap();
+    let fit = |name: &str, extra: &[&str]| -> serde_json::Value {
+        let out = d.path().join(name);
+        let o = bin()
+            .args([
+                "fit",
+                "--quiet",
+                "--components",
+                "4",
+                "--bag-max-terms",
+                "30",
+            ])
+            .arg("--pairs")
+            .arg(&data.train_pairs)
+            .arg("--images")
+            .arg(&data.images)
+            .arg("--cache")
+            .arg(d.path().join("cache"))
+            .arg("--out")
+            .arg(&out)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap()
+    };
+    let two = fit("two", &[]);
+    assert_eq!(two["image"]["backbone"], "efficientnet-lite2");
+    assert_eq!(two["image"]["flip"], false);
+    assert_eq!(two["image"]["second"]["backbone"], "efficientnet-lite0");
+    assert_eq!(two["image"]["second"]["flip"], false);
+    assert_eq!(two["projection"]["cca"]["reg_x"], 1.0);
+    assert_eq!(
+        two["projection"]["image_blocks"],
+        serde_json::json!([1280, 1280])
+    );
+    let one = fit("one", &["--second-backbone", "none"]);
+    assert!(one["image"].get("second").is_none(), "{}", one["image"]);
+    assert_eq!(one["projection"]["cca"]["reg_x"], 0.3);
+    let given = fit("given", &["--second-backbone", "none", "--reg-image", "2"]);
+    assert_eq!(given["projection"]["cca"]["reg_x"], 2.0);
+
+    for flag in [["--second-flip", "true"], ["--second-pooling", "avg"]] {
+        let o = bin()
+            .args(["extract", "--second-backbone", "none"])
+            .args(flag)
+            .args(["--pairs", "no-such.csv", "--images", "no-such-folder"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success());
+        assert!(
+            err.contains(flag[0]) && err.contains("needs a second network"),
+            "{err}"
+        );
+    }
 }

@@ -39,7 +39,15 @@ fn succeeds(out: &Output) {
     assert!(out.status.success(), "failed: {}", stderr(out));
 }
 
-const LITE0: [&str; 4] = ["--backbone", "efficientnet-lite0", "--flip", "false"];
+/// One small network (the edits below each match one place in config.json).
+const LITE0: [&str; 6] = [
+    "--backbone",
+    "efficientnet-lite0",
+    "--flip",
+    "false",
+    "--second-backbone",
+    "none",
+];
 
 struct Fixture {
     _dir: tempfile::TempDir,

@@ -26,6 +26,8 @@ fn extract_cli_flip(
             "efficientnet-lite0",
             "--flip",
             if flip { "true" } else { "false" },
+            "--second-backbone",
+            "none",
         ])
         .arg("--pairs")
         .arg(pairs)
