@@ -78,6 +78,16 @@ choice!(PoolingArg => tuwen::features::image::Pooling {
     /// EfficientNet: averages of stages 4, 5, 6 and of the last map (4 blocks).
     Stages => Stages,
 });
+choice!(CropArg => tuwen::features::image::Crop {
+    /// The centre square (the longer side's ends cut off).
+    #[value(alias = "center")]
+    Centre => Centre,
+    /// The whole image squeezed to the square input (aspect not kept); same cost.
+    Whole => Whole,
+    /// 4 corner crops and the centre crop after scaling the shorter side to size·256/224,
+    /// features averaged: 5× the extraction time.
+    Five => Five,
+});
 choice!(WeightingArg => tuwen::features::text::Weighting { Mean => Mean, Idf => Idf, Sif => Sif });
 choice!(ImageNormArg => tuwen::projection::ImageNorm { None => None, L2 => L2, SqrtL2 => SqrtL2 });
 choice!(MethodArg => tuwen::projection::Method { PcaCca => PcaCca, Cca => Cca, Contrastive => Contrastive });
@@ -202,6 +212,15 @@ pub struct ImageArgs {
     /// Flip averaging for the second network (default off: it doubles that network's cost).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub second_flip: Option<bool>,
+    /// How the network input is cut from the image: `centre` (the centre square), `whole` (the
+    /// whole image resized to the square input, aspect not kept; same cost) or `five` (shorter
+    /// side scaled to size·256/224, the 4 corner crops and the centre crop, their features
+    /// averaged: 5× the extraction time, 10× with --flip). Part of the features' identity.
+    #[arg(long, value_enum, default_value = "centre")]
+    pub crop: CropArg,
+    /// The second network's crop (as --crop, default centre; five crops cost that network 5×).
+    #[arg(long, value_enum)]
+    pub second_crop: Option<CropArg>,
 }
 
 /// How a query is scored against the gallery.
@@ -703,15 +722,20 @@ impl ImageArgs {
             if self.second_flip.is_some() {
                 bail!("--second-flip needs a second network (--second-backbone is none)");
             }
+            if self.second_crop.is_some() {
+                bail!("--second-crop needs a second network (--second-backbone is none)");
+            }
         }
         Ok(ImageFeatureConfig {
             backbone: self.backbone.into(),
             pooling: self.pooling.into(),
             flip: self.flip,
+            crop: self.crop.into(),
             second: second.map(|b| image::NetworkConfig {
                 backbone: b.into(),
                 pooling: self.second_pooling.unwrap_or(PoolingArg::Avg).into(),
                 flip: self.second_flip.unwrap_or(false),
+                crop: self.second_crop.unwrap_or(CropArg::Centre).into(),
             }),
         })
     }

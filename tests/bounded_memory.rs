@@ -88,16 +88,23 @@ fn elongated_images_are_extracted_in_bounded_memory() {
         std::fs::write(img.join(&id), &buf).unwrap();
         ids.push(id);
     }
-    let spec = spec();
-    let before = reset_peak();
-    let f = fimg::extract(&ids, &img, &spec, &no_cache()).unwrap();
-    let peak = peak_rss_kib();
-    assert_eq!(f.stats.computed, 3, "{:?}", f.skipped);
-    // Resizing a 20000×1 image to a 224 shorter side would need 20000·224 × 224 × 3 bytes ≈ 3 GB.
-    assert!(
-        peak < before + 1_500_000,
-        "peak RSS grew from {before} kB to {peak} kB"
-    );
+    // Every crop: five crops cut their squares in source coordinates, whole resizes the strip.
+    for crop in [fimg::Crop::Centre, fimg::Crop::Whole, fimg::Crop::Five] {
+        let spec = ImageFeatureConfig::single(BackboneKind::EfficientNetLite0, Pooling::Avg, false)
+            .with_crop(crop)
+            .resolve(None)
+            .unwrap();
+        let before = reset_peak();
+        let f = fimg::extract(&ids, &img, &spec, &no_cache()).unwrap();
+        let peak = peak_rss_kib();
+        assert_eq!(f.stats.computed, 3, "{crop:?}: {:?}", f.skipped);
+        // Resizing a 20000×1 image to a 224 (or 256) shorter side would need
+        // 20000·224 × 224 × 3 bytes ≈ 3 GB.
+        assert!(
+            peak < before + 1_500_000,
+            "{crop:?}: peak RSS grew from {before} kB to {peak} kB"
+        );
+    }
 }
 
 /// Issue 16 item 3: four copies of a 388 kB grey PNG of 19999×19999 px (within the side limit)

@@ -6,8 +6,8 @@ use ndarray::Array2;
 use std::process::Command;
 use tch::Device;
 use tuwen::features::image::{
-    self, Backbone, BackboneKind, ExtractOptions, FeatureSpec, ImageFeatureConfig, NetworkConfig,
-    Pooling,
+    self, Backbone, BackboneKind, Crop, ExtractOptions, FeatureSpec, ImageFeatureConfig,
+    NetworkConfig, Pooling,
 };
 use tuwen::projection::ImageNorm;
 
@@ -21,6 +21,7 @@ fn two_nets() -> ImageFeatureConfig {
             backbone: BackboneKind::EfficientNetLite0,
             pooling: Pooling::Avg,
             flip: false,
+            crop: Crop::Centre,
         }),
         ..ImageFeatureConfig::single(BackboneKind::EfficientNetLite2, Pooling::Avg, true)
     }
@@ -111,6 +112,7 @@ fn poolings_a_network_does_not_define_are_refused_before_work() {
                     backbone: BackboneKind::Vgg19,
                     pooling: Pooling::Stages,
                     flip: false,
+                    crop: Crop::Centre,
                 }),
                 ..ImageFeatureConfig::default()
             },
@@ -200,6 +202,7 @@ fn two_networks_are_each_cached_and_appended_in_order() {
             backbone: BackboneKind::EfficientNetLite0,
             pooling: Pooling::Pyramid,
             flip: false,
+            crop: Crop::Centre,
         }),
         ..lite(BackboneKind::EfficientNetLite0, Pooling::Avg)
     };

@@ -263,6 +263,7 @@ mod tests {
             weights_file: String::new(),
             pooling: Pooling::Avg,
             flip,
+            crop: Default::default(),
             input_size: 224,
             preprocess_version: PREPROCESS_VERSION,
             second: None,

@@ -7,8 +7,8 @@
 //! decoded images of all threads together (extraction workers, server uploads) stay within it.
 //! An image whose peak alone exceeds the budget is refused before anything is allocated.
 use image::{
-    imageops::FilterType, metadata::Orientation, ColorType, DynamicImage, ImageDecoder,
-    ImageFormat, ImageReader, RgbImage,
+    imageops::FilterType, metadata::Orientation, ColorType, DynamicImage, GenericImageView,
+    ImageDecoder, ImageFormat, ImageReader, Rgb, RgbImage,
 };
 use std::io::{Cursor, Read};
 use std::path::Path;
@@ -237,12 +237,126 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
     Ok(Decoded { image, _held: held })
 }
 
-/// The pixels a network of input `size` sees: the image decoded (a large JPEG at reduced scale,
-/// see [`decode_at_least`]), oriented, its centre square resized to `size`×`size`. The one way
-/// from file bytes to network input, for extraction, `serve` uploads and `explain` alike.
+/// How a network's square input is cut from an image: part of the feature spec.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Crop {
+    /// The centre square, resized to the input size (the longer side's ends are cut off).
+    #[default]
+    Centre,
+    /// The whole image resized to the input square, its aspect ratio not kept: nothing is cut.
+    Whole,
+    /// The standard multi-crop: the shorter side scaled to round(size·256/224), then
+    /// size×size crops at the 4 corners and the centre; their pooled features are averaged.
+    Five,
+}
+
+impl Crop {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Crop::Centre => "centre",
+            Crop::Whole => "whole",
+            Crop::Five => "five",
+        }
+    }
+
+    /// Views cut per image (before flip doubles them).
+    pub fn views(&self) -> usize {
+        match self {
+            Crop::Centre | Crop::Whole => 1,
+            Crop::Five => 5,
+        }
+    }
+
+    /// The default: absent from older caches' keys and models' configs, which it therefore
+    /// still matches.
+    pub fn is_centre(&self) -> bool {
+        *self == Crop::Centre
+    }
+
+    /// The shorter side a decode must keep for an input of `size`.
+    fn decode_side(&self, size: u32) -> u32 {
+        match self {
+            Crop::Centre | Crop::Whole => size,
+            Crop::Five => five_crop_scale(size),
+        }
+    }
+}
+
+impl std::str::FromStr for Crop {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "centre" | "center" => Ok(Crop::Centre),
+            "whole" => Ok(Crop::Whole),
+            "five" => Ok(Crop::Five),
+            _ => Err(format!("unknown crop `{s}` (centre, whole or five)")),
+        }
+    }
+}
+
+/// The shorter side the five crops of an input of `size` are taken from: round(size·256/224)
+/// (256 for 224, 297 for 260), as torchvision's Resize(256) + FiveCrop(224).
+pub fn five_crop_scale(size: u32) -> u32 {
+    (size as f64 * 256.0 / 224.0).round() as u32
+}
+
+/// The pixels a network of input `size` sees with `crop`: the image decoded (a large JPEG at
+/// reduced scale, see [`decode_at_least`]), oriented, cut into [`Crop::views`] views of
+/// `size`×`size`. The one way from file bytes to network input, for extraction, `serve` uploads
+/// and `explain` alike; the decoded image (and its share of the decode budget) is let go here.
+pub fn network_views(bytes: &[u8], size: u32, crop: Crop) -> Result<Vec<RgbImage>, DecodeError> {
+    let img = decode_at_least(bytes, crop.decode_side(size))?;
+    Ok(cut_views(&img, size, crop))
+}
+
+/// [`network_views`] of the default crop (the centre square): one view.
 pub fn network_input(bytes: &[u8], size: u32) -> Result<RgbImage, DecodeError> {
-    let img = decode_at_least(bytes, size)?;
-    Ok(resize_center_crop(&img, size))
+    let mut v = network_views(bytes, size, Crop::Centre)?;
+    Ok(v.swap_remove(0))
+}
+
+/// The views of a decoded image ([`network_views`]). Every view is cut in source coordinates
+/// before it is resized, so an elongated image (20000×1) costs no more than its views.
+pub fn cut_views(img: &RgbImage, size: u32, crop: Crop) -> Vec<RgbImage> {
+    match crop {
+        Crop::Centre => vec![resize_center_crop(img, size)],
+        Crop::Whole => vec![resize_whole(img, size)],
+        Crop::Five => five_crops(img, size),
+    }
+}
+
+/// The whole image resized to `size`×`size` (aspect not kept). A side over 4·`size` is first
+/// box-shrunk to 2·`size` (as [`resize_center_crop`] does), which also bounds the resampler's
+/// intermediate image of a 20000×1 strip.
+pub fn resize_whole(img: &RgbImage, size: u32) -> RgbImage {
+    let (w, h) = img.dimensions();
+    let shrink = |side: u32| if side > 4 * size { 2 * size } else { side };
+    let (pw, ph) = (shrink(w), shrink(h));
+    if (pw, ph) != (w, h) {
+        let pre = image::imageops::thumbnail(img, pw, ph);
+        image::imageops::resize(&pre, size, size, FilterType::Triangle)
+    } else {
+        image::imageops::resize(img, size, size, FilterType::Triangle)
+    }
+}
+
+/// The five crops (top-left, top-right, bottom-left, bottom-right, centre), each resized to
+/// `size`×`size`. Scaling the shorter side to s' = [`five_crop_scale`] and cutting `size`
+/// squares is done the other way round: squares of side shorter·size/s' are cut from the
+/// source and each resized, which never makes the (possibly huge) scaled image.
+pub fn five_crops(img: &RgbImage, size: u32) -> Vec<RgbImage> {
+    let (w, h) = img.dimensions();
+    let short = w.min(h).max(1);
+    let side = ((short as u64 * size as u64) as f64 / five_crop_scale(size).max(1) as f64).round();
+    let c = (side as u32).clamp(1, short).min(w).min(h);
+    let (r, b) = (w - c, h - c);
+    [(0, 0), (r, 0), (0, b), (r, b), (r / 2, b / 2)]
+        .into_iter()
+        .map(|(x, y)| resize_square(&*image::imageops::crop_imm(img, x, y, c, c), size))
+        .collect()
 }
 
 /// Decode with the shorter side at least `min_side` pixels, or whole: a JPEG whose shorter side
@@ -453,12 +567,17 @@ pub fn resize_center_crop(img: &RgbImage, size: u32) -> RgbImage {
     let side = w.min(h).max(1);
     let (x, y) = ((w - side.min(w)) / 2, (h - side.min(h)) / 2);
     let square = image::imageops::crop_imm(img, x, y, side.min(w), side.min(h));
+    resize_square(&*square, size)
+}
+
+/// A square view resized to `size`×`size`.
+fn resize_square<I: GenericImageView<Pixel = Rgb<u8>>>(square: &I, size: u32) -> RgbImage {
     // Large photos: a cheap box-filter pre-shrink keeps Triangle resampling from dominating.
-    if side > 4 * size {
-        let pre = image::imageops::thumbnail(&*square, size * 2, size * 2);
+    if square.width().min(square.height()).max(1) > 4 * size {
+        let pre = image::imageops::thumbnail(square, size * 2, size * 2);
         image::imageops::resize(&pre, size, size, FilterType::Triangle)
     } else {
-        image::imageops::resize(&*square, size, size, FilterType::Triangle)
+        image::imageops::resize(square, size, size, FilterType::Triangle)
     }
 }
 

@@ -5,11 +5,12 @@ pub mod decode;
 pub mod shard;
 
 pub use backbone::{Backbone, BackboneKind, InferencePath, Pooling};
-pub use decode::DecodeError;
+pub use decode::{Crop, DecodeError};
 pub use shard::Shard;
 
 use crate::data::Skip;
 use crate::error::{Error, Result};
+use ::image::RgbImage;
 use cache::FeatureCache;
 use ndarray::Array2;
 use rayon::prelude::*;
@@ -26,6 +27,9 @@ pub struct ImageFeatureConfig {
     pub pooling: Pooling,
     /// Average the features of the image and its mirror image (test-time augmentation).
     pub flip: bool,
+    /// How the network's input is cut from the image (absent in older configs: the centre).
+    #[serde(default, skip_serializing_if = "Crop::is_centre")]
+    pub crop: Crop,
     /// A second network whose features are appended to the first's (each network's blocks are
     /// normalised on their own by the projection). Its weights are the models folder's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -38,6 +42,8 @@ pub struct NetworkConfig {
     pub backbone: BackboneKind,
     pub pooling: Pooling,
     pub flip: bool,
+    #[serde(default, skip_serializing_if = "Crop::is_centre")]
+    pub crop: Crop,
 }
 
 impl Default for ImageFeatureConfig {
@@ -48,24 +54,32 @@ impl Default for ImageFeatureConfig {
             backbone: BackboneKind::EfficientNetLite2,
             pooling: Pooling::Avg,
             flip: false,
+            crop: Crop::Centre,
             second: Some(NetworkConfig {
                 backbone: BackboneKind::EfficientNetLite0,
                 pooling: Pooling::Avg,
                 flip: false,
+                crop: Crop::Centre,
             }),
         }
     }
 }
 
 impl ImageFeatureConfig {
-    /// One network, pooled `pooling`, with or without flip.
+    /// One network, pooled `pooling`, with or without flip, on the centre square.
     pub fn single(backbone: BackboneKind, pooling: Pooling, flip: bool) -> Self {
         ImageFeatureConfig {
             backbone,
             pooling,
             flip,
+            crop: Crop::Centre,
             second: None,
         }
+    }
+
+    /// The same features cut from the image by `crop`.
+    pub fn with_crop(self, crop: Crop) -> Self {
+        ImageFeatureConfig { crop, ..self }
     }
 
     pub fn dim(&self) -> usize {
@@ -119,7 +133,9 @@ impl ImageFeatureConfig {
         self.check()?;
         let second = match &self.second {
             Some(s) => Some(Box::new(
-                ImageFeatureConfig::single(s.backbone, s.pooling, s.flip).resolve(None)?,
+                ImageFeatureConfig::single(s.backbone, s.pooling, s.flip)
+                    .with_crop(s.crop)
+                    .resolve(None)?,
             )),
             None => None,
         };
@@ -141,6 +157,7 @@ impl ImageFeatureConfig {
                 .into_owned(),
             pooling: self.pooling,
             flip: self.flip,
+            crop: self.crop,
             input_size: self.backbone.input_size(),
             preprocess_version: PREPROCESS_VERSION,
             second,
@@ -168,6 +185,10 @@ pub struct FeatureSpec {
     pub weights_file: String,
     pub pooling: Pooling,
     pub flip: bool,
+    /// How the input is cut ([`Crop`]); older specs (without it) are the centre crop, and so
+    /// are their cache keys and identities.
+    #[serde(default, skip_serializing_if = "Crop::is_centre")]
+    pub crop: Crop,
     pub input_size: u32,
     pub preprocess_version: u32,
     /// The second network's features, appended ([`ImageFeatureConfig::second`]); each network's
@@ -182,10 +203,12 @@ impl FeatureSpec {
             backbone: self.backbone,
             pooling: self.pooling,
             flip: self.flip,
+            crop: self.crop,
             second: self.second.as_ref().map(|s| NetworkConfig {
                 backbone: s.backbone,
                 pooling: s.pooling,
                 flip: s.flip,
+                crop: s.crop,
             }),
         }
     }
@@ -233,16 +256,22 @@ impl FeatureSpec {
         each.join(sep)
     }
 
-    /// One network's fields that change the numbers, with `sha` for its weights.
+    /// One network's fields that change the numbers, with `sha` for its weights. The crop is
+    /// named only when it is not the centre, so the keys of older caches stay valid.
     fn key(&self, sha: &str) -> String {
         format!(
-            "{}-w{}-{}-{}-s{}-p{}",
+            "{}-w{}-{}-{}-s{}-p{}{}",
             self.backbone.name(),
             sha,
             self.pooling.name(),
             if self.flip { "flip" } else { "noflip" },
             self.input_size,
-            self.preprocess_version
+            self.preprocess_version,
+            if self.crop.is_centre() {
+                String::new()
+            } else {
+                format!("-{}", self.crop.name())
+            }
         )
     }
 
@@ -268,14 +297,15 @@ impl FeatureSpec {
     }
 
     /// For messages: `efficientnet-lite2 (efficientnet-lite2.safetensors, sha256 14593eede4f3…),
-    /// avg pooling, flip, 260 px, preprocessing v2`.
+    /// avg pooling, flip, 260 px, preprocessing v2` (a crop other than the centre is named after
+    /// the flip: `flip, five crops, 260 px`).
     pub fn describe(&self) -> String {
         self.joined(" + ", FeatureSpec::describe_one)
     }
 
     fn describe_one(&self) -> String {
         format!(
-            "{} ({}sha256 {}…), {} pooling, {}, {} px, preprocessing v{}",
+            "{} ({}sha256 {}…), {} pooling, {}{}, {} px, preprocessing v{}",
             self.backbone.name(),
             if self.weights_file.is_empty() {
                 String::new()
@@ -285,6 +315,11 @@ impl FeatureSpec {
             self.short_sha(),
             self.pooling.name(),
             if self.flip { "flip" } else { "no flip" },
+            match self.crop {
+                Crop::Centre => "",
+                Crop::Whole => ", whole image",
+                Crop::Five => ", five crops",
+            },
             self.input_size,
             self.preprocess_version
         )
@@ -560,6 +595,7 @@ fn extract_one(
             by_shard
         };
         let size = cfg.backbone.input_size();
+        let crop = cfg.crop;
         std::thread::scope(|scope| -> Result<()> {
             // Decoding of the next chunk runs while the network works on this one.
             let (tx, rx) = std::sync::mpsc::sync_channel::<
@@ -582,9 +618,9 @@ fn extract_one(
                                     }
                                     // The decoded image (and its share of the decode
                                     // budget) is let go as soon as it is resized.
-                                    decode::network_input(&b, size)
+                                    decode::network_views(&b, size, crop)
                                 })
-                                .map(|img| img.into_raw());
+                                .map(view_pixels);
                             (i, h, r)
                         })
                         .collect();
@@ -665,7 +701,25 @@ fn extract_one(
     })
 }
 
-/// One batch of S×S RGB pixel buffers → pooled feature rows.
+/// The views of one image as the network input buffer [`forward`] takes: back to back.
+pub fn view_pixels(views: Vec<RgbImage>) -> Vec<u8> {
+    if views.len() == 1 {
+        return views.into_iter().next().unwrap_or_default().into_raw();
+    }
+    views
+        .iter()
+        .flat_map(|v| v.as_raw().iter().copied())
+        .collect()
+}
+
+/// Most views in one forward pass (at least the batch and its mirror, as one flip pass always
+/// held): a batch of 16 with five crops and flip is 160 views, whose activations would take
+/// gigabytes at once; in passes of 64 its peak is twice that of a flipped batch.
+const MAX_VIEWS_PER_PASS: i64 = 64;
+
+/// One batch of images → pooled feature rows. Each image's buffer holds its
+/// [`Crop::views`] views of S×S RGB back to back ([`view_pixels`]); every view (and its mirror,
+/// with flip) is pooled alone, then the image's row is the mean over its views.
 pub fn forward(
     net: &Backbone,
     pixels: &[&[u8]],
@@ -674,36 +728,68 @@ pub fn forward(
 ) -> Result<Vec<Vec<f32>>> {
     let s = size as i64;
     let n = pixels.len() as i64;
+    let views = cfg.crop.views() as i64;
+    let per_image = (views * s * s * 3) as usize;
+    if let Some(p) = pixels.iter().find(|p| p.len() != per_image) {
+        return Err(Error::Param(format!(
+            "a network input of {} bytes, not {per_image} ({views} view(s) of {size}×{size} RGB)",
+            p.len()
+        )));
+    }
+    // Rows are image-major: image i's views are rows i·views .. (i+1)·views.
+    let m = n * views;
     let flat: Vec<u8> = pixels.iter().flat_map(|p| p.iter().copied()).collect();
     let x = Tensor::from_slice(&flat)
-        .view([n, s, s, 3])
+        .view([m, s, s, 3])
         .permute([0, 3, 1, 2])
         .to_kind(Kind::Float)
         .to_device(net.device);
     let x = net.normalise(&x);
+    let most = (2 * n).max(MAX_VIEWS_PER_PASS);
     let out = tch::no_grad(|| -> Result<Tensor> {
         if !cfg.flip {
-            return net.pooled(&x, cfg.pooling);
+            return pooled_in_passes(net, &x, cfg.pooling, most);
         }
         Ok(match net.inference_path() {
             // The mirrored views in the same batch: one pass over 2n images instead of two
             // over n (fewer, larger kernels; the weights are read once).
             InferencePath::Fused => {
                 let both = Tensor::cat(&[&x, &x.flip([3])], 0);
-                let p = net.pooled(&both, cfg.pooling)?;
-                (p.narrow(0, 0, n) + p.narrow(0, n, n)) / 2.0
+                let p = pooled_in_passes(net, &both, cfg.pooling, most)?;
+                (p.narrow(0, 0, m) + p.narrow(0, m, m)) / 2.0
             }
             InferencePath::Reference => {
-                let f = net.pooled(&x, cfg.pooling)?;
-                let g = net.pooled(&x.flip([3]), cfg.pooling)?;
+                let f = pooled_in_passes(net, &x, cfg.pooling, most)?;
+                let g = pooled_in_passes(net, &x.flip([3]), cfg.pooling, most)?;
                 (f + g) / 2.0
             }
         })
     })?;
+    // Pooled per view, then averaged over the views (each pooled block alike).
+    let out = if views > 1 {
+        out.reshape([n, views, -1])
+            .mean_dim([1i64].as_slice(), false, Kind::Float)
+    } else {
+        out
+    };
     let out = out.to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
     let d = out.size()[1] as usize;
     let v: Vec<f32> = Vec::<f32>::try_from(out.flatten(0, -1))?;
     Ok(v.chunks(d).map(|c| c.to_vec()).collect())
+}
+
+/// [`Backbone::pooled`] over the rows of `x`, at most `most` rows per pass (one pass when they
+/// fit: the batch's every view in one set of kernels).
+fn pooled_in_passes(net: &Backbone, x: &Tensor, pooling: Pooling, most: i64) -> Result<Tensor> {
+    if x.size()[0] <= most {
+        return net.pooled(x, pooling);
+    }
+    let parts = x
+        .split(most, 0)
+        .iter()
+        .map(|c| net.pooled(c, pooling))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Tensor::cat(&parts, 0))
 }
 
 /// Load the network of a one-network spec from `weights` (default: the models folder's) and
@@ -745,7 +831,7 @@ impl Networks {
     pub fn pixels(spec: &FeatureSpec, bytes: &[u8]) -> Result<Vec<Vec<u8>>, DecodeError> {
         spec.parts()
             .iter()
-            .map(|p| Ok(decode::network_input(bytes, p.input_size)?.into_raw()))
+            .map(|p| decode::network_views(bytes, p.input_size, p.crop).map(view_pixels))
             .collect()
     }
 
@@ -771,8 +857,9 @@ pub fn features_of_files(
         .iter()
         .map(|f| {
             let b = decode::read_image_file(f).map_err(|e| Error::file(f, e.to_string()))?;
-            let img = decode::network_input(&b, size).map_err(|e| Error::file(f, e.to_string()))?;
-            Ok(img.into_raw())
+            let views = decode::network_views(&b, size, cfg.crop)
+                .map_err(|e| Error::file(f, e.to_string()))?;
+            Ok(view_pixels(views))
         })
         .collect::<Result<_>>()?;
     let refs: Vec<&[u8]> = px.iter().map(|p| p.as_slice()).collect();
