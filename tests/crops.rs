@@ -242,7 +242,7 @@ fn every_path_to_the_network_takes_the_crop() {
         let spec = cfg.resolve(None).unwrap();
         let px = fimg::view_pixels(decode::network_views(&bytes, 224, crop).unwrap());
         let direct = fimg::forward(&net, &[px.as_slice()], 224, &cfg).unwrap();
-        let files = fimg::features_of_files(&net, &[file.clone()], &cfg).unwrap();
+        let files = fimg::features_of_files(&net, std::slice::from_ref(&file), &cfg).unwrap();
         assert_eq!(files, direct, "{crop:?}");
         let upload = fimg::Networks::pixels(&spec, &bytes).unwrap();
         assert_eq!(upload, vec![px], "{crop:?}");
