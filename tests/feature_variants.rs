@@ -403,3 +403,68 @@ fn default_features_and_their_ridge_come_from_the_cli() {
         );
     }
 }
+
+/// A photo-like JPEG of `w`×`h` (smooth colours, so the DCT-scaled decode has content).
+fn jpeg(w: u32, h: u32) -> Vec<u8> {
+    let img = ::image::RgbImage::from_fn(w, h, |x, y| {
+        ::image::Rgb([
+            (x * 255 / w) as u8,
+            (y * 255 / h) as u8,
+            ((x + y) * 97 % 256) as u8,
+        ])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, ::image::ImageFormat::Jpeg).unwrap();
+    out.into_inner()
+}
+
+/// Two networks extracted together read and decode each file once; each still gets exactly the
+/// pixels and the features it gets alone — for JPEGs both networks decode at the same reduced
+/// scale (1600×1200: 1/4 for 224 and 260) and for ones they do not (640×480: 1/2 for Lite0's
+/// 224, whole for Lite2's 260), a PNG, and a missing file.
+#[test]
+fn networks_extracted_together_equal_each_alone() {
+    use tuwen::features::image::{decode, Crop};
+    common::models();
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("img");
+    std::fs::create_dir(&dir).unwrap();
+    let files = [("a.jpg", jpeg(640, 480)), ("b.jpg", jpeg(1600, 1200))];
+    for (name, bytes) in &files {
+        std::fs::write(dir.join(name), bytes).unwrap();
+        let wants = [(260, Crop::Centre), (224, Crop::Centre), (224, Crop::Five)];
+        let together = decode::network_views_many(bytes, &wants);
+        for ((size, crop), got) in wants.iter().zip(together) {
+            let alone = decode::network_views(bytes, *size, *crop).unwrap();
+            assert!(got.unwrap() == alone, "{name} at {size} {crop:?}");
+        }
+    }
+    ::image::RgbImage::from_pixel(300, 200, ::image::Rgb([20, 200, 90]))
+        .save(dir.join("c.png"))
+        .unwrap();
+    let ids: Vec<String> = ["a.jpg", "b.jpg", "c.png", "missing.jpg"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let ex = ExtractOptions {
+        cache_dir: None,
+        progress: false,
+        batch_size: 2,
+        ..Default::default()
+    };
+    let two = spec(&ImageFeatureConfig::default());
+    let f = image::extract(&ids, &dir, &two, &ex).unwrap();
+    assert_eq!(f.ok, vec![true, true, true, false]);
+    assert_eq!((f.skipped.len(), f.stats.computed), (1, 3));
+    let mut at = 0;
+    for p in two.parts() {
+        let one = image::extract(&ids, &dir, &p, &ex).unwrap();
+        let w = one.features.ncols();
+        let joint = f.features.slice(ndarray::s![.., at..at + w]);
+        let scale = one.features.iter().fold(0f32, |m, v| m.max(v.abs()));
+        for (a, b) in joint.iter().zip(one.features.iter()) {
+            assert!((a - b).abs() <= 1e-6 * scale, "{}: {a} vs {b}", p.cache_key());
+        }
+        at += w;
+    }
+}

@@ -22,6 +22,9 @@ Writes experiments/bench/results/extract-lite2.json.
 
     experiments/bench/.venv/bin/python experiments/bench/extract_lite.py [--flickr 200] [--teddy 200]
         [--rounds 2] [--forward-images 64] [--check-images 32] [--threads T] [--bench-extract BIN]
+        [--tuwen BIN] [--tuwen-args ARGS] [--tuwen-before OLD_BIN] [--tuwen-before-args ARGS]
+A tuwen built since 8180ee9 extracts Lite2 + Lite0 without flip by default: time it on this script's
+network with --tuwen-args '--flip --second-backbone none' (extract_default.py benchmarks the new default).
 Quick check (a few minutes on 2 cores): --flickr 32 --teddy 32 --rounds 1 --forward-images 32
 """
 import argparse, json, os, platform, re, subprocess, sys, time
@@ -36,6 +39,8 @@ WORK = os.path.join(ROOT, "runs", "bench")
 DATA = os.environ.get("TUWEN_DATA", os.path.join(ROOT, "..", "shared", "data"))
 SIZE = 260
 STAGE_STRIDES = [1, 2, 2, 2, 1, 2, 1]
+# backbone → (MBConv blocks, head input channels, input side), as backbone.rs tells the variants apart.
+VARIANTS = {"efficientnet-lite0": (16, 320, 224), "efficientnet-lite2": (21, 352, 260)}
 
 
 # ---------------------------------------------------------------- the network
@@ -58,7 +63,8 @@ def same_pads(n: int, k: int, s: int):
 
 
 class ConvPad(nn.Conv2d):
-    """Conv2d without bias after SAME padding. `size` given (the input side this conv sees at 260²):
+    """Conv2d without bias after SAME padding. `size` given (the input side this conv sees at the
+    network's build size, 260² for Lite2):
     the padding is fixed at build time, inside the convolution where it is symmetric (every stride-1
     conv), an explicit F.pad before it where not (the five stride-2 convs); `size` 0: computed per
     call from the input's shape, as backbone.rs does."""
@@ -131,10 +137,12 @@ class EfficientNetLite(nn.Module):
         return x.mean((2, 3))
 
 
-def build_module(weights_path, static_pad=True):
-    """EfficientNet-Lite2 from tuwen's safetensors file, eval mode; with the file's metadata and the
-    block list (in, mid, out, kernel, stride, expand). static_pad: SAME padding fixed for 260² input
-    (see ConvPad); False: computed per call from the input's shape."""
+def build_module(weights_path, static_pad=True, backbone="efficientnet-lite2"):
+    """EfficientNet-Lite2 (or `backbone`, a VARIANTS key) from tuwen's safetensors file, eval mode;
+    with the file's metadata and the block list (in, mid, out, kernel, stride, expand). static_pad:
+    SAME padding fixed for the backbone's input side (260² for Lite2, 224² for Lite0; see ConvPad);
+    False: computed per call from the input's shape."""
+    n_blocks, head_in, size = VARIANTS[backbone]
     from safetensors import safe_open
     from safetensors.torch import load_file
 
@@ -159,9 +167,9 @@ def build_module(weights_path, static_pad=True):
         blocks.append((cin, dw.shape[0], cout, dw.shape[2], stride, ex is not None))
         prev_out, i = cout, i + 1
     head = w["_conv_head.weight"]
-    if stage != 6 or (len(blocks), head.shape[1]) != (21, 352):
-        sys.exit(f"{weights_path}: not EfficientNet-Lite2 ({len(blocks)} blocks, head input {head.shape[1]})")
-    net = EfficientNetLite(blocks, w["_conv_stem.weight"].shape[0], head.shape[1], head.shape[0], SIZE if static_pad else 0)
+    if stage != 6 or (len(blocks), head.shape[1]) != (n_blocks, head_in):
+        sys.exit(f"{weights_path}: not {backbone} ({len(blocks)} blocks, head input {head.shape[1]})")
+    net = EfficientNetLite(blocks, w["_conv_stem.weight"].shape[0], head.shape[1], head.shape[0], size if static_pad else 0)
     missing, unexpected = net.load_state_dict({k: v for k, v in w.items() if not k.startswith("_fc.")}, strict=False)
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing or unexpected:
@@ -169,15 +177,15 @@ def build_module(weights_path, static_pad=True):
     return net.eval(), meta, blocks
 
 
-def gflop_per_image(net):
-    """2 × multiply-adds of all convolutions at 260² (batch norm, ReLU6, pooling not counted)."""
+def gflop_per_image(net, size=SIZE):
+    """2 × multiply-adds of all convolutions at size² (batch norm, ReLU6, pooling not counted)."""
     total = [0]
 
     def hook(m, inp, out):
         total[0] += 2 * out.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
     hs = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
     with torch.inference_mode():
-        net(torch.zeros(1, 3, SIZE, SIZE))
+        net(torch.zeros(1, 3, size, size))
     for h in hs:
         h.remove()
     return total[0] / 1e9
@@ -298,10 +306,10 @@ def stage_times(paths, draft_side):
             "decode_plus_resize": per(dec + rsz)}
 
 
-def forward_times(models, px, batch, reps=3):
-    """Forward (normalise + flip batch + network + pool) on pre-decoded pixels, batches of `batch`,
-    every model once as warm-up, then `reps` interleaved rounds, best of each."""
-    run = lambda m, cl: torch.cat([features(m, px[i:i + batch], cl)[0] for i in range(0, len(px), batch)])
+def forward_times(models, px, batch, reps=3, flip=True):
+    """Forward (normalise + flip batch when flip + network + pool) on pre-decoded pixels, batches of
+    `batch`, every model once as warm-up, then `reps` interleaved rounds, best of each."""
+    run = lambda m, cl: torch.cat([features(m, px[i:i + batch], cl, flip)[0] for i in range(0, len(px), batch)])
     best = {k: float("inf") for k in models}
     outs = {}
     with torch.inference_mode():
@@ -313,28 +321,29 @@ def forward_times(models, px, batch, reps=3):
     return {k: round(len(px) / best[k], 3) for k in models}, outs
 
 
-def run_tuwen(binary, images, ids, name, n_forward):
-    """tuwen's bench_extract on `ids`: its JSON report and its output tensors."""
+def run_tuwen(binary, images, ids, name, n_forward, backbone="efficientnet-lite2"):
+    """tuwen's bench_extract on `ids` (one network, no flip): its JSON report and its output tensors."""
     from safetensors.numpy import load_file
     lst = os.path.join(WORK, f"extract-lite-{name}.txt")
     open(lst, "w").write("\n".join(ids) + "\n")
     out = os.path.join(WORK, f"extract-lite-{name}.safetensors")
-    r = subprocess.run([binary, "--backbone", "efficientnet-lite2", "--images", images, "--ids", lst, "--out", out,
+    r = subprocess.run([binary, "--backbone", backbone, "--images", images, "--ids", lst, "--out", out,
                         "--forward-images", str(n_forward)], capture_output=True, text=True, cwd=ROOT)
     if r.returncode != 0:
         sys.exit(f"{binary} failed:\n{r.stderr}")
     return json.loads(r.stdout.strip().splitlines()[-1]), load_file(out)
 
 
-def tuwen_cli(binary, images, ids, name):
-    """`tuwen extract --no-cache` (the default features: EfficientNet-Lite2 with flip) on `ids`, as a
+def tuwen_cli(binary, images, ids, name, args=()):
+    """`tuwen extract --no-cache [args]` (the binary's default features, unless args say otherwise;
+    EfficientNet-Lite2 with flip before 8180ee9, Lite2 + Lite0 without flip since) on `ids`, as a
     user runs it: wall seconds of the whole command (reading, hashing, decoding, forward, model load)
     and the number of images it extracted."""
     lst = os.path.join(WORK, f"extract-lite-{name}.csv")
     with open(lst, "w", encoding="utf-8") as fh:
         fh.write("image_id\n" + "\n".join(ids) + "\n")
     t = time.perf_counter()
-    r = subprocess.run([binary, "extract", "--no-cache", "--quiet", "--pairs", lst, "--images", images],
+    r = subprocess.run([binary, "extract", "--no-cache", "--quiet", "--pairs", lst, "--images", images, *args],
                        capture_output=True, text=True, cwd=ROOT)
     secs = time.perf_counter() - t
     if r.returncode != 0:
@@ -407,6 +416,10 @@ def main():
                     help="tuwen binary timed end to end (`extract --no-cache`) between the PyTorch variants")
     ap.add_argument("--tuwen-before", default="",
                     help="a second tuwen binary (e.g. the previous release) timed the same way")
+    ap.add_argument("--tuwen-args", default="",
+                    help="extra `tuwen extract` flags for --tuwen; a build since 8180ee9 needs "
+                         "'--flip --second-backbone none' to run this script's network (Lite2 with flip)")
+    ap.add_argument("--tuwen-before-args", default="", help="the same for --tuwen-before")
     ap.add_argument("--weights", default=os.path.join(ROOT, "models", "efficientnet-lite2.safetensors"))
     ap.add_argument("--out", default=os.path.join(HERE, "results", "extract-lite2.json"))
     a = ap.parse_args()
@@ -509,12 +522,13 @@ def main():
 
         # End to end, each variant in its faster layout, rounds interleaved.
         layout = {"eager": fw["eager_channels_last"] > fw["eager_nchw"], "jit": fw["jit_channels_last"] > fw["jit_nchw"]}
-        clis = [("tuwen", a.tuwen)] + ([("tuwen_before", a.tuwen_before)] if a.tuwen_before else [])
+        clis = [("tuwen", a.tuwen, a.tuwen_args)] + (
+            [("tuwen_before", a.tuwen_before, a.tuwen_before_args)] if a.tuwen_before else [])
         e2e = {v: {"seconds_all": []} for v in variants + [c[0] for c in clis]}
         feats = {}
         for r in range(a.rounds):
-            for name, binary in clis:
-                done, secs = tuwen_cli(binary, images, ids, f"{dataset}-{name}")
+            for name, binary, args in clis:
+                done, secs = tuwen_cli(binary, images, ids, f"{dataset}-{name}", args.split())
                 e2e[name]["seconds_all"].append(round(secs, 3))
                 e2e[name]["extracted"] = done
                 print(f"{name} round {r}: {done / secs:.2f} img/s", flush=True)
@@ -534,9 +548,9 @@ def main():
                            "seconds": best, "images_per_s": round(ok.sum() / best, 3),
                            "images_per_s_incl_model_preparation": round(ok.sum() / (best + prep), 3),
                            "jpeg_draft_side": a.draft_side if v.endswith("_draft") else None})
-        for name, binary in clis:
+        for name, binary, args in clis:
             best = min(e2e[name]["seconds_all"])
-            e2e[name].update({"binary": binary, "seconds": best,
+            e2e[name].update({"binary": binary, "args": args, "seconds": best,
                               "images_per_s": round(e2e[name]["extracted"] / best, 3),
                               "note": "whole `tuwen extract --no-cache` command (model load and hashing included)"})
             for v in variants:

@@ -312,6 +312,36 @@ pub fn network_views(bytes: &[u8], size: u32, crop: Crop) -> Result<Vec<RgbImage
     Ok(cut_views(&img, size, crop))
 }
 
+/// [`network_views`] for several networks at once (`wants`: input size and crop of each): the
+/// file is decoded once for all sides that [`decode_at_least`] would decode alike, so each
+/// network gets exactly the views [`network_views`] gives it alone.
+pub fn network_views_many(
+    bytes: &[u8],
+    wants: &[(u32, Crop)],
+) -> Vec<Result<Vec<RgbImage>, DecodeError>> {
+    let sides: Vec<u32> = wants.iter().map(|(s, c)| c.decode_side(*s)).collect();
+    if wants.len() == 1 {
+        return vec![network_views(bytes, wants[0].0, wants[0].1)];
+    }
+    let plans: Vec<Option<(u32, u32)>> = sides.iter().map(|&s| decode_plan(bytes, s)).collect();
+    let mut out: Vec<Option<Result<Vec<RgbImage>, DecodeError>>> = vec![None; wants.len()];
+    for i in 0..wants.len() {
+        if out[i].is_some() {
+            continue;
+        }
+        let img = decode_at_least(bytes, sides[i]);
+        for j in i..wants.len() {
+            if out[j].is_none() && plans[j] == plans[i] {
+                out[j] = Some(match &img {
+                    Ok(d) => Ok(cut_views(d, wants[j].0, wants[j].1)),
+                    Err(e) => Err(e.clone()),
+                });
+            }
+        }
+    }
+    out.into_iter().flatten().collect()
+}
+
 /// [`network_views`] of the default crop (the centre square): one view.
 pub fn network_input(bytes: &[u8], size: u32) -> Result<RgbImage, DecodeError> {
     let mut v = network_views(bytes, size, Crop::Centre)?;
@@ -396,7 +426,18 @@ pub fn scaled_jpeg_cost(bytes: &[u8], w: u32, h: u32, sw: u32, sh: u32, channels
     bytes.len() as u64 + coefficients + px * (components + channels + 3 + 6) + full / 16 + (4 << 20)
 }
 
-fn decode_jpeg_scaled(bytes: &[u8], min_side: u32) -> Option<Decoded> {
+/// A JPEG ready to be decoded at reduced scale for `min_side`: the decoder (header read, scale
+/// set), its pixel format, full and scaled sizes, channels. `None`: [`decode_at_least`] takes
+/// the full decoder for this side.
+type ScaledJpeg<'a> = (
+    jpeg_decoder::Decoder<Cursor<&'a [u8]>>,
+    jpeg_decoder::PixelFormat,
+    (u32, u32),
+    (u32, u32),
+    u64,
+);
+
+fn scaled_jpeg_plan(bytes: &[u8], min_side: u32) -> Option<ScaledJpeg<'_>> {
     if !bytes.starts_with(&[0xFF, 0xD8, 0xFF]) || !jpeg_has_end(bytes) {
         return None;
     }
@@ -419,17 +460,27 @@ fn decode_jpeg_scaled(bytes: &[u8], min_side: u32) -> Option<Decoded> {
     if sw.min(sh) < min_side {
         return None;
     }
+    if scaled_jpeg_cost(bytes, w, h, sw, sh, channels) > BUDGET.total() {
+        return None; // let the full path refuse it with its message
+    }
+    Some((dec, info.pixel_format, (w, h), (sw, sh), channels))
+}
+
+/// How [`decode_at_least`] decodes `bytes` for `min_side`: at this reduced size, or whole
+/// (`None`). Two sides with the same plan get the same image (the decode is deterministic).
+fn decode_plan(bytes: &[u8], min_side: u32) -> Option<(u32, u32)> {
+    scaled_jpeg_plan(bytes, min_side).map(|p| p.3)
+}
+
+fn decode_jpeg_scaled(bytes: &[u8], min_side: u32) -> Option<Decoded> {
+    let (mut dec, pixel_format, (w, h), (sw, sh), channels) = scaled_jpeg_plan(bytes, min_side)?;
     let orientation = dec
         .exif_data()
         .and_then(Orientation::from_exif_chunk)
         .unwrap_or(Orientation::NoTransforms);
-    let cost = scaled_jpeg_cost(bytes, w, h, sw, sh, channels);
-    if cost > BUDGET.total() {
-        return None; // let the full path refuse it with its message
-    }
-    let mut held = BUDGET.reserve(cost);
+    let mut held = BUDGET.reserve(scaled_jpeg_cost(bytes, w, h, sw, sh, channels));
     let raw = dec.decode().ok()?;
-    let rgb = match info.pixel_format {
+    let rgb = match pixel_format {
         jpeg_decoder::PixelFormat::L8 => {
             let grey = image::GrayImage::from_raw(sw, sh, raw)?;
             DynamicImage::ImageLuma8(grey).into_rgb8()
