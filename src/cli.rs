@@ -202,10 +202,11 @@ pub struct ImageArgs {
     #[arg(long)]
     pub weights: Option<PathBuf>,
     /// A second network whose features are appended to the first's (each network normalised
-    /// on its own; its weights are the models folder's), or `none`. Lite0 costs about a quarter
-    /// of Lite2's pass and adds +2.6 / +1.9 R@5 on the development split.
-    #[arg(long, value_enum, default_value = "efficientnet-lite0")]
-    pub second_backbone: SecondBackbone,
+    /// on its own; its weights are the models folder's), or `none`. Default: efficientnet-lite0
+    /// when the first is efficientnet-lite2 (about a quarter of Lite2's cost; +2.6 / +1.9 R@5 on
+    /// the development split), none otherwise.
+    #[arg(long, value_enum)]
+    pub second_backbone: Option<SecondBackbone>,
     /// The second network's pooling (default avg).
     #[arg(long, value_enum)]
     pub second_pooling: Option<PoolingArg>,
@@ -714,7 +715,10 @@ impl RunArgs {
 
 impl ImageArgs {
     pub fn config(&self) -> Result<ImageFeatureConfig> {
-        let SecondBackbone(second) = self.second_backbone;
+        let SecondBackbone(second) = self.second_backbone.unwrap_or(SecondBackbone(
+            (self.backbone == BackboneArg::EfficientNetLite2)
+                .then_some(BackboneArg::EfficientNetLite0),
+        ));
         if second.is_none() {
             if self.second_pooling.is_some() {
                 bail!("--second-pooling needs a second network (--second-backbone is none)");

@@ -103,6 +103,17 @@ impl SparseRows {
     pub fn to_dense(&self) -> Array2<f32> {
         self.dense_rows(0..self.nrows())
     }
+    /// The whole matrix as dense f64 (no f32 copy on the way).
+    pub fn to_dense_f64(&self) -> Array2<f64> {
+        let mut out = Array2::<f64>::zeros((self.nrows(), self.ncols));
+        for (r, mut row) in out.rows_mut().into_iter().enumerate() {
+            let (cols, vals) = self.row(r);
+            for (&j, &v) in cols.iter().zip(vals) {
+                row[j as usize] = f64::from(v);
+            }
+        }
+        out
+    }
     /// The rows `rows`, in that order.
     pub fn select(&self, rows: &[usize]) -> SparseRows {
         let mut s = SparseRows::new(self.ncols);

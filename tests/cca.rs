@@ -209,3 +209,58 @@ fn folded_pca_cca_equals_pca_then_cca_with_uneven_caption_counts() {
         max(&got_t, &want_t)
     );
 }
+
+/// The caption side stored sparse gives the fit of the same matrix dense: a bag-like Y (mostly
+/// zeros, the sparse products) and a dense Y (densified, BLAS), both to rounding.
+#[test]
+fn sparse_targets_fit_as_the_dense_matrix() {
+    let (x, _) = data();
+    let n = x.nrows();
+    let bag = Array2::from_shape_fn((n, 60), |(i, j)| {
+        if (i * 7 + j * 3) % 17 == 0 || j == i % 60 {
+            ((i + j) % 5) as f64 * 0.25 + 0.5 + x[[i, j % 4]]
+        } else {
+            0.0
+        }
+    });
+    let (_, dense_y) = data();
+    for y in [bag, dense_y] {
+        let y32 = y.mapv(|v| v as f32);
+        let y = y32.mapv(f64::from);
+        let rows = SparseRows::from_dense(y32.view());
+        let params = CcaParams::new(3).reg(0.1, 0.2);
+        let a = params.fit(&DatasetBase::new(x.clone(), y)).unwrap();
+        let b = params.fit(&DatasetBase::new(x.clone(), &rows)).unwrap();
+        let close = |p: &Array2<f64>, q: &Array2<f64>| {
+            let scale = p.iter().fold(0f64, |m, v| m.max(v.abs()));
+            p.iter().zip(q).all(|(u, v)| (u - v).abs() <= 1e-9 * scale)
+        };
+        assert!(close(&a.wx, &b.wx) && close(&a.wy, &b.wy));
+        for (c, d) in a.correlations.iter().zip(&b.correlations) {
+            assert!((c - d).abs() < 1e-12, "{c} vs {d}");
+        }
+        assert!((&a.mean_y - &b.mean_y).iter().all(|d| d.abs() < 1e-12));
+    }
+}
+
+/// Sparse caption rows are projected a block at a time; rows across a block boundary get what the
+/// dense path gives them.
+#[test]
+fn sparse_text_rows_project_as_dense_rows() {
+    let (x, y) = data();
+    let (x32, y32) = (x.mapv(|v| v as f32), y.mapv(|v| v as f32));
+    let owner: Vec<usize> = (0..x.nrows()).collect();
+    let p = tuwen::projection::ProjectionParams {
+        cca: CcaParams::new(2).reg(0.1, 0.1),
+        ..Default::default()
+    }
+    .fit(x32.view(), &owner, &SparseRows::from_dense(y32.view()))
+    .unwrap();
+    // 5,000 rows (more than two blocks of 2,048), cycling the data's rows.
+    let many = Array2::from_shape_fn((5000, y32.ncols()), |(i, j)| y32[[i % y32.nrows(), j]]);
+    let dense = p.project_texts(many.view());
+    let sparse = p.project_text_rows(&SparseRows::from_dense(many.view()));
+    assert_eq!(dense.dim(), sparse.dim());
+    let worst = (&dense - &sparse).iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!(worst <= 1e-6, "{worst}");
+}

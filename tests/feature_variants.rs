@@ -463,8 +463,40 @@ fn networks_extracted_together_equal_each_alone() {
         let joint = f.features.slice(ndarray::s![.., at..at + w]);
         let scale = one.features.iter().fold(0f32, |m, v| m.max(v.abs()));
         for (a, b) in joint.iter().zip(one.features.iter()) {
-            assert!((a - b).abs() <= 1e-6 * scale, "{}: {a} vs {b}", p.cache_key());
+            assert!(
+                (a - b).abs() <= 1e-6 * scale,
+                "{}: {a} vs {b}",
+                p.cache_key()
+            );
         }
         at += w;
     }
+}
+
+/// The default second network is Lite0 only beside Lite2: another first network stays alone, and
+/// a second network equal to the first is refused (its columns would be a copy).
+#[test]
+fn the_second_network_default_depends_on_the_first() {
+    common::models();
+    let d = tempfile::tempdir().unwrap();
+    let data = tuwen::data::synthetic::generate(d.path(), 6, 3, 4).unwrap();
+    let run = |extra: &[&str]| {
+        bin()
+            .args(["extract", "--quiet", "--no-cache"])
+            .arg("--pairs")
+            .arg(&data.train_pairs)
+            .arg("--images")
+            .arg(&data.images)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = run(&["--backbone", "efficientnet-lite0"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("1280-d") && !out.contains('+'), "{out}");
+    let o = run(&["--second-backbone", "efficientnet-lite2"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("the first one again"), "{err}");
 }

@@ -115,6 +115,9 @@ pub struct FitOptions {
     pub extra_pairs: Vec<PathBuf>,
 }
 
+/// Extra captions encoded at a time.
+const EXTRA_CHUNK: usize = 2000;
+
 /// The extra pairs of `files` whose image is a training image (`image_keys`, matched by id),
 /// their captions encoded with the training captions' statistics; other rows go to `skipped`.
 fn load_extra_pairs(
@@ -146,23 +149,26 @@ fn load_extra_pairs(
                 }),
             }
         }
-        let captions: Vec<String> = kept.iter().map(|(_, p)| p.caption.clone()).collect();
-        let (f, _) = enc.features_sparse(&captions);
-        let mut rows = Vec::new();
-        for (i, (r, pair)) in kept.iter().enumerate() {
-            if f.is_zero_row(i) {
-                skipped.push(Skip {
-                    file: file.clone(),
-                    row: pair.row,
-                    id: pair.image_id.clone(),
-                    reason: SkipReason::NoKnownToken(pair.caption.clone()),
-                });
-            } else {
-                rows.push(i);
-                owner.push(*r);
+        // Encoded a chunk at a time: the word-vector blocks are dense until made sparse.
+        for chunk in kept.chunks(EXTRA_CHUNK) {
+            let captions: Vec<String> = chunk.iter().map(|(_, p)| p.caption.clone()).collect();
+            let (f, _) = enc.features_sparse(&captions);
+            let mut rows = Vec::new();
+            for (i, (r, pair)) in chunk.iter().enumerate() {
+                if f.is_zero_row(i) {
+                    skipped.push(Skip {
+                        file: file.clone(),
+                        row: pair.row,
+                        id: pair.image_id.clone(),
+                        reason: SkipReason::NoKnownToken(pair.caption.clone()),
+                    });
+                } else {
+                    rows.push(i);
+                    owner.push(*r);
+                }
             }
+            texts.append_rows(&f, &rows);
         }
-        texts.append_rows(&f, &rows);
         recorded.push(TrainFile {
             pairs: file,
             pairs_sha256: crate::assets::sha256_file(csv)?,

@@ -58,6 +58,9 @@ impl Side<'_> {
 /// Row access for the sparse products: the non-zeros of each row.
 enum Rows<'a> {
     Dense(&'a Array2<f64>),
+    /// Sparse rows that are mostly non-zero (e.g. caption features without the bag): densified
+    /// so the product goes through BLAS.
+    Densified(Array2<f64>),
     Lists(Vec<Vec<(usize, f64)>>),
     Csr(&'a SparseRows),
 }
@@ -66,6 +69,7 @@ impl<'a> Rows<'a> {
     /// Dense matrices that are mostly zeros are listed by their non-zeros.
     fn of(side: Side<'a>) -> Rows<'a> {
         match side {
+            Side::Sparse(s) if s.density() >= SPARSE => Rows::Densified(s.to_dense_f64()),
             Side::Sparse(s) => Rows::Csr(s),
             Side::Dense(a) if side.density() < SPARSE => Rows::Lists(
                 a.axis_iter(Axis(0))
@@ -81,12 +85,22 @@ impl<'a> Rows<'a> {
             Side::Dense(a) => Rows::Dense(a),
         }
     }
+    /// The dense matrix, when the rows are held dense.
+    fn dense(&self) -> Option<&Array2<f64>> {
+        match self {
+            Rows::Dense(a) => Some(a),
+            Rows::Densified(a) => Some(a),
+            _ => None,
+        }
+    }
     /// Row `r`'s non-zeros into `buf` (cleared first).
     fn nonzeros(&self, r: usize, buf: &mut Vec<(usize, f64)>) {
         buf.clear();
         match self {
-            Rows::Dense(a) => buf.extend(
-                a.row(r)
+            Rows::Dense(_) | Rows::Densified(_) => buf.extend(
+                self.dense()
+                    .expect("dense rows")
+                    .row(r)
                     .iter()
                     .enumerate()
                     .filter(|(_, v)| **v != 0.0)
@@ -122,14 +136,14 @@ pub fn cross_covariance<'a, 'b>(
     let denom = (n - 1) as f64;
     let (ra, rb) = (Rows::of(a), Rows::of(b));
     let (p, q) = (a.ncols(), b.ncols());
-    let mut out = match (&ra, &rb) {
-        (Rows::Dense(a), Rows::Dense(b)) => {
-            let ac = *a - mean_a;
-            let bc = *b - mean_b;
+    let mut out = match (ra.dense(), rb.dense()) {
+        (Some(a), Some(b)) => {
+            let ac = a - mean_a;
+            let bc = b - mean_b;
             return ac.t().dot(&bc) / denom;
         }
         // Σ aᵢ bᵢᵀ over the rows, from the non-zeros of the sparser side, then − n·μa·μbᵀ.
-        (Rows::Dense(a), _) => {
+        (Some(a), None) => {
             // Dense A, sparse B: accumulate Bᵀ·A row by row (contiguous), transpose at the end.
             let mut t = Array2::<f64>::zeros((q, p));
             let mut nz = Vec::new();
@@ -139,9 +153,9 @@ pub fn cross_covariance<'a, 'b>(
                     t.row_mut(j).scaled_add(vb, &row_a);
                 }
             }
-            t.reversed_axes().as_standard_layout().to_owned()
+            t.reversed_axes().as_standard_layout().into_owned()
         }
-        (_, Rows::Dense(b)) => {
+        (None, Some(b)) => {
             let mut out = Array2::<f64>::zeros((p, q));
             let mut nz = Vec::new();
             for (r, row_b) in b.axis_iter(Axis(0)).enumerate() {
@@ -152,7 +166,7 @@ pub fn cross_covariance<'a, 'b>(
             }
             out
         }
-        _ => {
+        (None, None) => {
             let mut out = Array2::<f64>::zeros((p, q));
             let (mut za, mut zb) = (Vec::new(), Vec::new());
             for r in 0..n {

@@ -352,7 +352,7 @@ impl ProjectionParams {
         drop(zx_img);
         // Caption features stay sparse unless a text PCA needs them dense.
         let (cca, my, py) = if ky > 0 && ky < texts.ncols() {
-            let dense = texts.to_dense().mapv(f64::from);
+            let dense = texts.to_dense_f64();
             let (zy, my, py) = side_pca(dense, ky, self.whiten, self.pca_solver)?;
             (self.cca.fit(&DatasetBase::new(zx, zy))?, my, py)
         } else {

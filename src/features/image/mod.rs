@@ -117,6 +117,18 @@ impl ImageFeatureConfig {
                 )));
             }
         }
+        if let Some(s) = &self.second {
+            if (s.backbone, s.pooling, s.flip, s.crop)
+                == (self.backbone, self.pooling, self.flip, self.crop)
+            {
+                return Err(Error::Param(format!(
+                    "the second network is the first one again ({}, {} pooling): its features \
+                     would be a copy; choose another --second-backbone or none",
+                    s.backbone.name(),
+                    s.pooling.name()
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -608,7 +620,11 @@ fn extract_parts(
         let mut nets = Vec::new();
         for (k, spec) in parts.iter().enumerate() {
             // --weights names the first network's file; the others are the models folder's.
-            let weights = if k == 0 { opts.weights.as_deref() } else { None };
+            let weights = if k == 0 {
+                opts.weights.as_deref()
+            } else {
+                None
+            };
             nets.push(if todo.iter().any(|t| t.2[k]) {
                 Some(load_checked(spec, weights, opts.device)?)
             } else {
@@ -616,7 +632,10 @@ fn extract_parts(
             });
         }
         let names: Vec<&str> = cfgs.iter().map(|c| c.backbone.name()).collect();
-        let steps: usize = todo.iter().map(|t| t.2.iter().filter(|&&n| n).count()).sum();
+        let steps: usize = todo
+            .iter()
+            .map(|t| t.2.iter().filter(|&&n| n).count())
+            .sum();
         let bar = progress_bar(
             steps as u64,
             opts.progress,
@@ -755,7 +774,10 @@ fn decode_for(
     need.iter()
         .map(|&n| {
             n.then(|| match &bytes {
-                Ok(_) => views.next().expect("one result per needed network").map(view_pixels),
+                Ok(_) => views
+                    .next()
+                    .expect("one result per needed network")
+                    .map(view_pixels),
                 Err(e) => Err(e.clone()),
             })
         })
