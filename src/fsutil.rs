@@ -222,7 +222,68 @@ pub fn check_dir_replaceable(dir: &Path, kind: &DirKind, inputs: &[&Path]) -> Re
     for (name, inner) in kind.nested {
         check_dir_replaceable(&dir.join(name), inner, &[])?;
     }
+    if kind.entries.contains(&IMAGE_DATA) {
+        check_image_folder(dir)?;
+    }
     Ok(())
+}
+
+/// The image folder tuwen lays out beside its CSV files (a Teddy folder's, a demo's data).
+const IMAGE_DATA: &str = "ImageData";
+
+/// `dir/ImageData` holds only what tuwen put there: files (or links) each named in one of the
+/// CSV files of `dir`, no folders. Anything else is the user's, and replacing `dir` would delete it.
+fn check_image_folder(dir: &Path) -> Result<()> {
+    let images = dir.join(IMAGE_DATA);
+    let Ok(entries) = std::fs::read_dir(&images) else {
+        return Ok(());
+    };
+    let mut listed: std::collections::HashSet<String> = Default::default();
+    for e in std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .flatten()
+    {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "csv") {
+            if let Ok(text) = std::fs::read_to_string(&p) {
+                listed.extend(
+                    text.lines()
+                        .flat_map(|l| l.split(','))
+                        .map(|f| f.trim().trim_matches('"').to_string()),
+                );
+            }
+        }
+    }
+    let mut foreign = Vec::new();
+    for e in entries {
+        let e = e.map_err(|e| Error::io(&images, e))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let is_dir = e.file_type().map(|t| t.is_dir()).unwrap_or(true);
+        if is_dir || !listed.contains(&name) {
+            foreign.push(name);
+        }
+    }
+    if foreign.is_empty() {
+        return Ok(());
+    }
+    foreign.sort();
+    let more = foreign.len().saturating_sub(5);
+    let mut names = foreign
+        .iter()
+        .take(5)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if more > 0 {
+        names.push_str(&format!(" and {more} more"));
+    }
+    Err(Error::file(
+        &images,
+        format!(
+            "also holds files tuwen did not lay out there ({names}): replacing the folder would \
+             delete them; move them out or choose another folder"
+        ),
+    ))
 }
 
 fn try_lock(f: &File) -> bool {

@@ -230,6 +230,28 @@ fn demo_never_writes_into_a_users_folder() {
     std::fs::write(out.join("notes.txt"), "mine").unwrap();
     fails(&mut demo(&out, &cache), &["notes.txt"]);
     assert!(out.join("notes.txt").is_file() && out.join("result2.csv").is_file());
+    std::fs::remove_file(out.join("notes.txt")).unwrap();
+    // So do the user's files and folders inside the image folders tuwen laid out.
+    for (folder, name) in [
+        ("data/ImageData", "my_holiday.jpg"),
+        ("附件2/ImageData", "mine.png"),
+        ("附件3/ImageData", "album"),
+    ] {
+        let p = out.join(folder).join(name);
+        if name == "album" {
+            std::fs::create_dir(&p).unwrap();
+        } else {
+            std::fs::write(&p, "mine").unwrap();
+        }
+        fails(&mut demo(&out, &cache), &[name, "did not lay out"]);
+        assert!(p.exists(), "{} was deleted", p.display());
+        if name == "album" {
+            std::fs::remove_dir(&p).unwrap();
+        } else {
+            std::fs::remove_file(&p).unwrap();
+        }
+    }
+    ok(&mut demo(&out, &cache));
 }
 
 /// Item 3: a bad `--skip-list` fails before any work (nothing fitted, extracted or cached), and
@@ -307,6 +329,36 @@ fn split_refuses_an_empty_or_total_held_out_set() {
         .arg("--out")
         .arg(&out);
     ok(&mut c);
+}
+
+/// A rerun of `split --teddy-layout` over its own folder is refused when the user put a file or
+/// a folder into one of the image folders it laid out (replacing the folder would delete them).
+#[test]
+fn split_never_deletes_a_users_file_in_its_image_folders() {
+    let d = tempfile::tempdir().unwrap();
+    let data = tuwen::data::synthetic::generate(&d.path().join("syn"), 8, 0, 4).unwrap();
+    let out = d.path().join("split");
+    let split = || {
+        let mut c = bin();
+        c.args(["split", "--held-out", "3", "--teddy-layout", "--pairs"])
+            .arg(&data.train_pairs)
+            .arg("--images")
+            .arg(&data.images)
+            .arg("--out")
+            .arg(&out);
+        c
+    };
+    ok(&mut split());
+    ok(&mut split());
+    let user = out.join("附件2/ImageData/user.jpg");
+    std::fs::write(&user, "mine").unwrap();
+    fails(&mut split(), &["user.jpg", "did not lay out"]);
+    assert!(user.is_file());
+    std::fs::remove_file(&user).unwrap();
+    let sub = out.join("附件3/ImageData/sub");
+    std::fs::create_dir(&sub).unwrap();
+    fails(&mut split(), &["sub"]);
+    assert!(sub.is_dir());
 }
 
 /// Item 5: an empty or blank `explain --caption` is refused (before the model is loaded).
