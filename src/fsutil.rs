@@ -188,15 +188,6 @@ pub fn check_dir_replaceable(dir: &Path, kind: &DirKind, inputs: &[&Path]) -> Re
     if names.is_empty() {
         return Ok(());
     }
-    let listed = |v: &mut Vec<String>| {
-        v.sort();
-        let more = v.len().saturating_sub(5);
-        let mut s = v.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
-        if more > 0 {
-            s.push_str(&format!(" and {more} more"));
-        }
-        s
-    };
     if !kind.is_marked(dir) {
         return Err(Error::file(
             dir,
@@ -238,7 +229,7 @@ fn check_image_folder(dir: &Path) -> Result<()> {
     let Ok(entries) = std::fs::read_dir(&images) else {
         return Ok(());
     };
-    let mut listed: std::collections::HashSet<String> = Default::default();
+    let mut named: std::collections::HashSet<String> = Default::default();
     for e in std::fs::read_dir(dir)
         .map_err(|e| Error::io(dir, e))?
         .flatten()
@@ -246,7 +237,7 @@ fn check_image_folder(dir: &Path) -> Result<()> {
         let p = e.path();
         if p.extension().is_some_and(|x| x == "csv") {
             if let Ok(text) = std::fs::read_to_string(&p) {
-                listed.extend(
+                named.extend(
                     text.lines()
                         .flat_map(|l| l.split(','))
                         .map(|f| f.trim().trim_matches('"').to_string()),
@@ -259,31 +250,32 @@ fn check_image_folder(dir: &Path) -> Result<()> {
         let e = e.map_err(|e| Error::io(&images, e))?;
         let name = e.file_name().to_string_lossy().into_owned();
         let is_dir = e.file_type().map(|t| t.is_dir()).unwrap_or(true);
-        if is_dir || !listed.contains(&name) {
+        if is_dir || !named.contains(&name) {
             foreign.push(name);
         }
     }
     if foreign.is_empty() {
         return Ok(());
     }
-    foreign.sort();
-    let more = foreign.len().saturating_sub(5);
-    let mut names = foreign
-        .iter()
-        .take(5)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(", ");
-    if more > 0 {
-        names.push_str(&format!(" and {more} more"));
-    }
     Err(Error::file(
         &images,
         format!(
-            "also holds files tuwen did not lay out there ({names}): replacing the folder would \
-             delete them; move them out or choose another folder"
+            "also holds files tuwen did not lay out there ({}): replacing the folder would \
+             delete them; move them out or choose another folder",
+            listed(&mut foreign)
         ),
     ))
+}
+
+/// The first five of `names` (sorted) for a message, and how many more.
+fn listed(names: &mut [String]) -> String {
+    names.sort();
+    let more = names.len().saturating_sub(5);
+    let mut s = names.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+    if more > 0 {
+        s.push_str(&format!(" and {more} more"));
+    }
+    s
 }
 
 fn try_lock(f: &File) -> bool {

@@ -37,13 +37,6 @@ fn png(img: &RgbImage) -> Vec<u8> {
     buf
 }
 
-fn jpeg(img: &RgbImage) -> Vec<u8> {
-    let mut buf = Vec::new();
-    img.write_to(&mut Cursor::new(&mut buf), ImageFormat::Jpeg)
-        .unwrap();
-    buf
-}
-
 /// The network input as it was computed before crops existed (decode, centre square cut in
 /// source coordinates, box pre-shrink of large squares, Triangle resize), written out here so
 /// that a change to the shared code cannot move both sides.
@@ -73,7 +66,7 @@ fn centre_is_todays_network_input_exactly() {
         (2000, 1500),
     ] {
         let img = picture(w, h);
-        for bytes in [png(&img), jpeg(&img)] {
+        for bytes in [png(&img), common::jpeg(&img)] {
             for size in [224, 260] {
                 let v = decode::network_views(&bytes, size, Crop::Centre).unwrap();
                 assert_eq!(v.len(), 1);

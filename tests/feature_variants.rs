@@ -413,9 +413,7 @@ fn jpeg(w: u32, h: u32) -> Vec<u8> {
             ((x + y) * 97 % 256) as u8,
         ])
     });
-    let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, ::image::ImageFormat::Jpeg).unwrap();
-    out.into_inner()
+    common::jpeg(&img)
 }
 
 /// Two networks extracted together read and decode each file once; each still gets exactly the
@@ -436,6 +434,7 @@ fn networks_extracted_together_equal_each_alone() {
         let together = decode::network_views_many(bytes, &wants);
         for ((size, crop), got) in wants.iter().zip(together) {
             let alone = decode::network_views(bytes, *size, *crop).unwrap();
+            // Pixels of one deterministic integer decode and resize, not scores: exact.
             assert!(got.unwrap() == alone, "{name} at {size} {crop:?}");
         }
     }

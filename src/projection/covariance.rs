@@ -93,19 +93,12 @@ impl<'a> Rows<'a> {
             _ => None,
         }
     }
-    /// Row `r`'s non-zeros into `buf` (cleared first).
+    /// Row `r`'s non-zeros into `buf` (cleared first). Only for sparse rows: dense ones are
+    /// multiplied whole through BLAS in [`cross_covariance`].
     fn nonzeros(&self, r: usize, buf: &mut Vec<(usize, f64)>) {
         buf.clear();
         match self {
-            Rows::Dense(_) | Rows::Densified(_) => buf.extend(
-                self.dense()
-                    .expect("dense rows")
-                    .row(r)
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, v)| **v != 0.0)
-                    .map(|(j, v)| (j, *v)),
-            ),
+            Rows::Dense(_) | Rows::Densified(_) => unreachable!("dense rows go through BLAS"),
             Rows::Lists(l) => buf.extend_from_slice(&l[r]),
             Rows::Csr(s) => {
                 let (cols, vals) = s.row(r);

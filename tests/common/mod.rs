@@ -123,3 +123,14 @@ fn same_ranking_treats_near_ties_as_interchangeable() {
     assert!(same_ranking(&a, &l(&[("x", 0.9), ("y", 0.5), ("w", 0.4)]), 1e-5).is_err());
     assert!(same_ranking(&a, &l(&[("x", 0.9), ("y", 0.5)]), 1e-5).is_err());
 }
+
+/// `img` encoded as a JPEG (the image crate's encoder, default quality).
+pub fn jpeg(img: &image::RgbImage) -> Vec<u8> {
+    let mut buf = Vec::new();
+    img.write_to(
+        &mut std::io::Cursor::new(&mut buf),
+        image::ImageFormat::Jpeg,
+    )
+    .unwrap();
+    buf
+}
