@@ -222,6 +222,15 @@ pub struct ImageArgs {
     /// The second network's crop (as --crop, default centre; five crops cost that network 5×).
     #[arg(long, value_enum)]
     pub second_crop: Option<CropArg>,
+    /// The side of the network's square input in pixels (64–1024; default its own: 260 for
+    /// efficientnet-lite2, 224 for the others): the image at another scale, cost growing with
+    /// the square of the side. Part of the features' identity.
+    #[arg(long)]
+    pub size: Option<u32>,
+    /// The second network's input side (as --size). The same network at another size as the
+    /// second one (`--second-backbone efficientnet-lite2 --second-size 330`) adds a scale.
+    #[arg(long)]
+    pub second_size: Option<u32>,
 }
 
 /// How a query is scored against the gallery.
@@ -729,17 +738,22 @@ impl ImageArgs {
             if self.second_crop.is_some() {
                 bail!("--second-crop needs a second network (--second-backbone is none)");
             }
+            if self.second_size.is_some() {
+                bail!("--second-size needs a second network (--second-backbone is none)");
+            }
         }
         Ok(ImageFeatureConfig {
             backbone: self.backbone.into(),
             pooling: self.pooling.into(),
             flip: self.flip,
             crop: self.crop.into(),
+            size: self.size,
             second: second.map(|b| image::NetworkConfig {
                 backbone: b.into(),
                 pooling: self.second_pooling.unwrap_or(PoolingArg::Avg).into(),
                 flip: self.second_flip.unwrap_or(false),
                 crop: self.second_crop.unwrap_or(CropArg::Centre).into(),
+                size: self.second_size,
             }),
         })
     }

@@ -317,6 +317,7 @@ fn the_crop_is_part_of_the_identity_and_centre_keeps_todays() {
             pooling: Pooling::Avg,
             flip: false,
             crop: Crop::Five,
+            size: None,
         }),
         ..ImageFeatureConfig::single(BackboneKind::EfficientNetLite0, Pooling::Avg, false)
     }

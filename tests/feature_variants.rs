@@ -22,6 +22,7 @@ fn two_nets() -> ImageFeatureConfig {
             pooling: Pooling::Avg,
             flip: false,
             crop: Crop::Centre,
+            size: None,
         }),
         ..ImageFeatureConfig::single(BackboneKind::EfficientNetLite2, Pooling::Avg, true)
     }
@@ -113,6 +114,7 @@ fn poolings_a_network_does_not_define_are_refused_before_work() {
                     pooling: Pooling::Stages,
                     flip: false,
                     crop: Crop::Centre,
+                    size: None,
                 }),
                 ..ImageFeatureConfig::default()
             },
@@ -203,6 +205,7 @@ fn two_networks_are_each_cached_and_appended_in_order() {
             pooling: Pooling::Pyramid,
             flip: false,
             crop: Crop::Centre,
+            size: None,
         }),
         ..lite(BackboneKind::EfficientNetLite0, Pooling::Avg)
     };
@@ -498,4 +501,166 @@ fn the_second_network_default_depends_on_the_first() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
     assert!(err.contains("the first one again"), "{err}");
+}
+
+/// Another input size (issue #17's scales) is part of the identity: its own cache key, read back
+/// from a model's config, and its features are the network on the image resized to that side.
+#[test]
+fn an_input_size_is_part_of_the_identity_and_of_the_pixels() {
+    use BackboneKind::*;
+    let own = spec(&lite(EfficientNetLite0, Pooling::Avg));
+    let big = spec(&lite(EfficientNetLite0, Pooling::Avg).with_size(Some(288)));
+    assert_eq!(big.input_size, 288);
+    assert!(
+        big.cache_key().ends_with("-avg-noflip-s288-p3"),
+        "{}",
+        big.cache_key()
+    );
+    assert_ne!(big.identity(), own.identity());
+    assert_eq!(big.config().size, Some(288));
+    assert_eq!(
+        own.config().size,
+        None,
+        "the network's own size is not recorded"
+    );
+    // Naming the network's own size is the default's identity.
+    let named = spec(&lite(EfficientNetLite0, Pooling::Avg).with_size(Some(224)));
+    assert_eq!(named.identity(), own.identity());
+    let back: FeatureSpec = serde_json::from_str(&serde_json::to_string(&big).unwrap()).unwrap();
+    assert!(back.same_features(&big) && !back.same_features(&own));
+    // The same network at two sizes is two parts (a scale added), not a copy.
+    let scales = ImageFeatureConfig {
+        second: Some(NetworkConfig {
+            size: Some(330),
+            ..NetworkConfig::new(EfficientNetLite2, Pooling::Avg, false)
+        }),
+        ..lite(EfficientNetLite2, Pooling::Avg)
+    };
+    let s = spec(&scales);
+    let keys: Vec<String> = s.parts().iter().map(|p| p.cache_key()).collect();
+    assert!(
+        keys[0].contains("-s260-") && keys[1].contains("-s330-"),
+        "{keys:?}"
+    );
+    assert_eq!(s.config(), scales, "read back from the spec as asked");
+    let copy = ImageFeatureConfig {
+        second: Some(NetworkConfig {
+            size: Some(260),
+            ..NetworkConfig::new(EfficientNetLite2, Pooling::Avg, false)
+        }),
+        ..lite(EfficientNetLite2, Pooling::Avg)
+    };
+    let e = copy.resolve(None).unwrap_err().to_string();
+    assert!(e.contains("the first one again"), "{e}");
+    // Refused before any work: a side the network cannot take, a grid at a foreign size.
+    for (cfg, word) in [
+        (
+            lite(EfficientNetLite0, Pooling::Avg).with_size(Some(32)),
+            "outside",
+        ),
+        (
+            lite(Vgg19, Pooling::Grid).with_size(Some(256)),
+            "grid pooling needs",
+        ),
+    ] {
+        let e = cfg.resolve(None).unwrap_err().to_string();
+        assert!(e.contains(word), "{e}");
+    }
+
+    // Extraction at 288 = the network on network_views(…, 288, centre); not the 224 features.
+    let d = tempfile::tempdir().unwrap();
+    let data = tuwen::data::synthetic::generate(d.path(), 6, 2, 5).unwrap();
+    let mut ids: Vec<String> = std::fs::read_dir(&data.images)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    ids.sort();
+    ids.truncate(4);
+    let ex = ExtractOptions {
+        cache_dir: None,
+        progress: false,
+        ..Default::default()
+    };
+    let got = image::extract(&ids, &data.images, &big, &ex).unwrap();
+    let small = image::extract(&ids, &data.images, &own, &ex).unwrap();
+    let net = Backbone::load(EfficientNetLite0, None, Device::Cpu).unwrap();
+    for (i, id) in ids.iter().enumerate() {
+        let bytes = std::fs::read(data.images.join(id)).unwrap();
+        let px =
+            image::view_pixels(image::decode::network_views(&bytes, 288, Crop::Centre).unwrap());
+        assert_eq!(px.len(), 288 * 288 * 3);
+        let want = &image::forward(&net, &[px.as_slice()], 288, &big.config()).unwrap()[0];
+        let row = got.features.row(i);
+        let scale = want.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let diff = row
+            .iter()
+            .zip(want)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(diff <= 1e-4 * scale, "{id}: {diff} of {scale}");
+        let other = small.features.row(i);
+        let apart = row
+            .iter()
+            .zip(other.iter())
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(
+            apart > 1e-3 * scale,
+            "{id}: 288 px gave the 224 px features"
+        );
+    }
+}
+
+#[test]
+fn size_flags_are_checked_and_recorded() {
+    common::models();
+    let d = tempfile::tempdir().unwrap();
+    let data = tuwen::data::synthetic::generate(d.path(), 24, 6, 3).unwrap();
+    let pairs = data.train_pairs.to_str().unwrap().to_string();
+    let images = data.images.to_str().unwrap().to_string();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["fit", "--quiet", "--pairs", &pairs, "--images", &images];
+        args.extend_from_slice(extra);
+        bin()
+            .args(&args)
+            .env("TUWEN_CACHE", d.path().join("cache"))
+            .output()
+            .unwrap()
+    };
+    let out = run(&[
+        "--out",
+        "unused",
+        "--second-backbone",
+        "none",
+        "--second-size",
+        "300",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("--second-size needs a second network"),
+        "{err}"
+    );
+    let out = run(&["--out", "unused", "--size", "20"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("outside"), "{err}");
+    assert!(!std::path::Path::new("unused").exists());
+    let model = d.path().join("model");
+    let out = run(&[
+        "--out",
+        model.to_str().unwrap(),
+        "--backbone",
+        "efficientnet-lite0",
+        "--size",
+        "192",
+        "--second-backbone",
+        "none",
+        "--components",
+        "4",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["image"]["input_size"], 192, "{cfg}");
 }

@@ -6,9 +6,10 @@
 //! process-wide budget of [`MAX_ALLOC`] bytes and waits while other decodes hold it, so the
 //! decoded images of all threads together (extraction workers, server uploads) stay within it.
 //! An image whose peak alone exceeds the budget is refused before anything is allocated.
+use fast_image_resize as fir;
 use image::{
-    imageops::FilterType, metadata::Orientation, ColorType, DynamicImage, GenericImageView,
-    ImageDecoder, ImageFormat, ImageReader, Rgb, RgbImage,
+    metadata::Orientation, ColorType, DynamicImage, ImageDecoder, ImageFormat, ImageReader,
+    RgbImage,
 };
 use std::io::{Cursor, Read};
 use std::path::Path;
@@ -358,19 +359,10 @@ pub fn cut_views(img: &RgbImage, size: u32, crop: Crop) -> Vec<RgbImage> {
     }
 }
 
-/// The whole image resized to `size`×`size` (aspect not kept). A side over 4·`size` is first
-/// box-shrunk to 2·`size` (as [`resize_center_crop`] does), which also bounds the resampler's
-/// intermediate image of a 20000×1 strip.
+/// The whole image resized to `size`×`size` (aspect not kept).
 pub fn resize_whole(img: &RgbImage, size: u32) -> RgbImage {
     let (w, h) = img.dimensions();
-    let shrink = |side: u32| if side > 4 * size { 2 * size } else { side };
-    let (pw, ph) = (shrink(w), shrink(h));
-    if (pw, ph) != (w, h) {
-        let pre = image::imageops::thumbnail(img, pw, ph);
-        image::imageops::resize(&pre, size, size, FilterType::Triangle)
-    } else {
-        image::imageops::resize(img, size, size, FilterType::Triangle)
-    }
+    resample(img, (0, 0, w, h), size, size)
 }
 
 /// The five crops (top-left, top-right, bottom-left, bottom-right, centre), each resized to
@@ -385,7 +377,7 @@ pub fn five_crops(img: &RgbImage, size: u32) -> Vec<RgbImage> {
     let (r, b) = (w - c, h - c);
     [(0, 0), (r, 0), (0, b), (r, b), (r / 2, b / 2)]
         .into_iter()
-        .map(|(x, y)| resize_square(&*image::imageops::crop_imm(img, x, y, c, c), size))
+        .map(|(x, y)| resample(img, (x, y, c, c), size, size))
         .collect()
 }
 
@@ -468,7 +460,7 @@ fn scaled_jpeg_plan(bytes: &[u8], min_side: u32) -> Option<ScaledJpeg<'_>> {
 
 /// How [`decode_at_least`] decodes `bytes` for `min_side`: at this reduced size, or whole
 /// (`None`). Two sides with the same plan get the same image (the decode is deterministic).
-fn decode_plan(bytes: &[u8], min_side: u32) -> Option<(u32, u32)> {
+pub fn decode_plan(bytes: &[u8], min_side: u32) -> Option<(u32, u32)> {
     scaled_jpeg_plan(bytes, min_side).map(|p| p.3)
 }
 
@@ -610,26 +602,59 @@ fn flatten_to_rgb(img: DynamicImage) -> RgbImage {
 }
 
 /// Cut the centre square of the image and resize it to `size`×`size` (the shorter side is
-/// scaled to `size`, the longer one cropped). The square is cut in source coordinates first, so
-/// a very elongated image (say 20000×1) costs no more than its square: resizing the whole image
-/// first would allocate gigabytes for it.
+/// scaled to `size`, the longer one cropped). The square is cut in source coordinates, so a
+/// very elongated image (say 20000×1) costs no more than its square.
 pub fn resize_center_crop(img: &RgbImage, size: u32) -> RgbImage {
     let (w, h) = img.dimensions();
     let side = w.min(h).max(1);
-    let (x, y) = ((w - side.min(w)) / 2, (h - side.min(h)) / 2);
-    let square = image::imageops::crop_imm(img, x, y, side.min(w), side.min(h));
-    resize_square(&*square, size)
+    let (cw, ch) = (side.min(w), side.min(h));
+    resample(img, ((w - cw) / 2, (h - ch) / 2, cw, ch), size, size)
 }
 
-/// A square view resized to `size`×`size`.
-fn resize_square<I: GenericImageView<Pixel = Rgb<u8>>>(square: &I, size: u32) -> RgbImage {
-    // Large photos: a cheap box-filter pre-shrink keeps Triangle resampling from dominating.
-    if square.width().min(square.height()).max(1) > 4 * size {
-        let pre = image::imageops::thumbnail(square, size * 2, size * 2);
-        image::imageops::resize(&pre, size, size, FilterType::Triangle)
-    } else {
-        image::imageops::resize(square, size, size, FilterType::Triangle)
+/// The region `(x, y, w, h)` of `img` resampled to `out_w`×`out_h`: a convolution with the
+/// triangle (bilinear) kernel widened by the scale factor, as Pillow's BILINEAR, in 8-bit fixed
+/// point (`fast_image_resize`, SIMD). Integer arithmetic: every CPU extension gives the same
+/// pixels (a test checks), so features do not depend on the machine's vector unit.
+pub fn resample(img: &RgbImage, region: (u32, u32, u32, u32), out_w: u32, out_h: u32) -> RgbImage {
+    thread_local! {
+        // Reused across calls: its buffers are the intermediate rows of the two passes.
+        static RESIZER: std::cell::RefCell<fir::Resizer> =
+            std::cell::RefCell::new(fir::Resizer::new());
     }
+    RESIZER.with(|r| {
+        let mut r = r.borrow_mut();
+        let out = resample_with(&mut r, img, region, out_w, out_h);
+        // A huge source (a 20000-pixel strip) leaves large buffers behind: let them go.
+        if r.size_of_internal_buffers() > 16 << 20 {
+            r.reset_internal_buffers();
+        }
+        out
+    })
+}
+
+fn resample_with(
+    resizer: &mut fir::Resizer,
+    img: &RgbImage,
+    (x, y, w, h): (u32, u32, u32, u32),
+    out_w: u32,
+    out_h: u32,
+) -> RgbImage {
+    let src = fir::images::ImageRef::new(
+        img.width(),
+        img.height(),
+        img.as_raw(),
+        fir::PixelType::U8x3,
+    )
+    .expect("an RGB image's buffer holds its pixels");
+    let mut dst = fir::images::Image::new(out_w.max(1), out_h.max(1), fir::PixelType::U8x3);
+    let opts = fir::ResizeOptions::new()
+        .resize_alg(fir::ResizeAlg::Convolution(fir::FilterType::Bilinear))
+        .crop(x as f64, y as f64, w.max(1) as f64, h.max(1) as f64);
+    resizer
+        .resize(&src, &mut dst, &opts)
+        .expect("the region lies inside the image and both are RGB");
+    RgbImage::from_raw(out_w.max(1), out_h.max(1), dst.into_vec())
+        .expect("an RGB image of the output size")
 }
 
 /// A thumbnail at most `max_w` wide for display. Aspect ratios beyond 4:1 are cut to 4:1 around
@@ -731,7 +756,64 @@ mod tests {
             image::Rgb([(x * 20) as u8, (y * 20) as u8, 0])
         });
         let out = resize_center_crop(&img, 20);
-        let direct = image::imageops::resize(&img, 20, 20, FilterType::Triangle);
-        assert_eq!(out, direct);
+        assert_eq!(out, resize_whole(&img, 20));
+        // A side equal to the input is the image itself.
+        assert_eq!(resize_center_crop(&img, 10), img);
+    }
+
+    /// The resampler's integer kernels give the same pixels on every vector unit (so features
+    /// do not depend on whether the machine has AVX2), and close to image's own Triangle filter
+    /// (the resampler of preprocessing version 3).
+    #[test]
+    fn resampling_is_the_same_on_every_cpu_extension() {
+        let mut seed = 7u64;
+        let img = RgbImage::from_fn(541, 719, |x, y| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let noise = (seed >> 59) as u32;
+            image::Rgb([
+                ((x * 3 + noise) % 256) as u8,
+                ((y / 2 + x / 5) % 256) as u8,
+                (((x ^ y) + noise) % 256) as u8,
+            ])
+        });
+        let region = (0, 89, 541, 541);
+        let mut outs = Vec::new();
+        for ext in [
+            fir::CpuExtensions::None,
+            fir::CpuExtensions::Sse4_1,
+            fir::CpuExtensions::Avx2,
+        ] {
+            if !ext.is_supported() {
+                continue;
+            }
+            for (w, h) in [(260, 260), (224, 224), (600, 600), (97, 13)] {
+                let mut r = fir::Resizer::new();
+                // SAFETY: only extensions this CPU supports.
+                unsafe { r.set_cpu_extensions(ext) };
+                outs.push(((w, h), ext, resample_with(&mut r, &img, region, w, h)));
+            }
+        }
+        assert!(outs.len() >= 8, "at least the plain and SSE4.1 kernels ran");
+        for (size, ext, out) in &outs {
+            let plain = &outs.iter().find(|o| o.0 == *size).unwrap().2;
+            assert_eq!(out, plain, "{ext:?} at {size:?}");
+        }
+        let sq = image::imageops::crop_imm(&img, 0, 89, 541, 541).to_image();
+        let old = image::imageops::resize(&sq, 260, 260, image::imageops::FilterType::Triangle);
+        let new = resample(&img, region, 260, 260);
+        let mean = old
+            .as_raw()
+            .iter()
+            .zip(new.as_raw())
+            .map(|(a, b)| (*a as f64 - *b as f64).abs())
+            .sum::<f64>()
+            / old.as_raw().len() as f64;
+        assert!(
+            mean < 1.0,
+            "mean difference {mean} levels from the Triangle filter"
+        );
+        assert_ne!(old, new, "a different resampler");
     }
 }

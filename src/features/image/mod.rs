@@ -30,6 +30,10 @@ pub struct ImageFeatureConfig {
     /// How the network's input is cut from the image (absent in older configs: the centre).
     #[serde(default, skip_serializing_if = "Crop::is_centre")]
     pub crop: Crop,
+    /// The side of the network's square input, if not its own ([`BackboneKind::input_size`]):
+    /// the image at another scale (absent in older configs: the network's own size).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u32>,
     /// A second network whose features are appended to the first's (each network's blocks are
     /// normalised on their own by the projection). Its weights are the models folder's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -44,7 +48,25 @@ pub struct NetworkConfig {
     pub flip: bool,
     #[serde(default, skip_serializing_if = "Crop::is_centre")]
     pub crop: Crop,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u32>,
 }
+
+impl NetworkConfig {
+    /// A second network on the centre square at its own input size.
+    pub fn new(backbone: BackboneKind, pooling: Pooling, flip: bool) -> Self {
+        NetworkConfig {
+            backbone,
+            pooling,
+            flip,
+            crop: Crop::Centre,
+            size: None,
+        }
+    }
+}
+
+/// Input sides accepted by `size` (a network's stride is 32: smaller inputs leave no map).
+pub const INPUT_SIZES: std::ops::RangeInclusive<u32> = 64..=1024;
 
 impl Default for ImageFeatureConfig {
     /// The CLI's default, chosen on the development split (experiments/README.md, session 6):
@@ -55,12 +77,12 @@ impl Default for ImageFeatureConfig {
             pooling: Pooling::Avg,
             flip: false,
             crop: Crop::Centre,
-            second: Some(NetworkConfig {
-                backbone: BackboneKind::EfficientNetLite0,
-                pooling: Pooling::Avg,
-                flip: false,
-                crop: Crop::Centre,
-            }),
+            size: None,
+            second: Some(NetworkConfig::new(
+                BackboneKind::EfficientNetLite0,
+                Pooling::Avg,
+                false,
+            )),
         }
     }
 }
@@ -73,8 +95,19 @@ impl ImageFeatureConfig {
             pooling,
             flip,
             crop: Crop::Centre,
+            size: None,
             second: None,
         }
+    }
+
+    /// The same features with an input of `size`×`size` (`None`: the network's own size).
+    pub fn with_size(self, size: Option<u32>) -> Self {
+        ImageFeatureConfig { size, ..self }
+    }
+
+    /// The side of the first network's square input.
+    pub fn input_size(&self) -> u32 {
+        self.size.unwrap_or(self.backbone.input_size())
     }
 
     /// The same features cut from the image by `crop`.
@@ -101,9 +134,26 @@ impl ImageFeatureConfig {
 
     /// Refuse poolings a network does not define (grid: VGG only; stages: EfficientNet only).
     pub fn check(&self) -> Result<()> {
-        let nets = std::iter::once((self.backbone, self.pooling))
-            .chain(self.second.map(|s| (s.backbone, s.pooling)));
-        for (backbone, pooling) in nets {
+        let nets = std::iter::once((self.backbone, self.pooling, self.size))
+            .chain(self.second.map(|s| (s.backbone, s.pooling, s.size)));
+        for (backbone, pooling, size) in nets {
+            if let Some(size) = size {
+                if !INPUT_SIZES.contains(&size) {
+                    return Err(Error::Param(format!(
+                        "input size {size} is outside {}..={} pixels",
+                        INPUT_SIZES.start(),
+                        INPUT_SIZES.end()
+                    )));
+                }
+                // The grid is pool5's 7×7 cells, which only the network's own size gives.
+                if pooling == Pooling::Grid && size != backbone.input_size() {
+                    return Err(Error::Param(format!(
+                        "grid pooling needs {}'s own input size ({} px), not {size}",
+                        backbone.name(),
+                        backbone.input_size()
+                    )));
+                }
+            }
             if backbone.pooled_blocks(pooling).is_none() {
                 let only = if pooling == Pooling::Grid {
                     "VGG"
@@ -118,8 +168,15 @@ impl ImageFeatureConfig {
             }
         }
         if let Some(s) = &self.second {
-            if (s.backbone, s.pooling, s.flip, s.crop)
-                == (self.backbone, self.pooling, self.flip, self.crop)
+            let second_size = s.size.unwrap_or(s.backbone.input_size());
+            if (s.backbone, s.pooling, s.flip, s.crop, second_size)
+                == (
+                    self.backbone,
+                    self.pooling,
+                    self.flip,
+                    self.crop,
+                    self.input_size(),
+                )
             {
                 return Err(Error::Param(format!(
                     "the second network is the first one again ({}, {} pooling): its features \
@@ -147,6 +204,7 @@ impl ImageFeatureConfig {
             Some(s) => Some(Box::new(
                 ImageFeatureConfig::single(s.backbone, s.pooling, s.flip)
                     .with_crop(s.crop)
+                    .with_size(s.size)
                     .resolve(None)?,
             )),
             None => None,
@@ -170,7 +228,7 @@ impl ImageFeatureConfig {
             pooling: self.pooling,
             flip: self.flip,
             crop: self.crop,
-            input_size: self.backbone.input_size(),
+            input_size: self.input_size(),
             preprocess_version: PREPROCESS_VERSION,
             second,
         })
@@ -182,7 +240,10 @@ impl ImageFeatureConfig {
 /// 2: the centre square is cut in source coordinates before resizing (1 resized whole images).
 /// 3: JPEGs at least twice the input size are decoded at 1/2, 1/4 or 1/8 scale in the DCT
 /// domain ([`decode::network_input`]); smaller images keep version 2's pixels exactly.
-pub const PREPROCESS_VERSION: u32 = 3;
+/// 4: resized by a SIMD fixed-point convolution ([`decode::resample`], Pillow's bilinear) instead
+/// of image's f32 Triangle filter (a tenth of the time; pixels within about one level), with no
+/// box pre-shrink of large squares.
+pub const PREPROCESS_VERSION: u32 = 4;
 
 /// The one identity of an image feature: which network, with which weights (by content hash),
 /// pooled how, on which input. It names the cache folder, is stored in every fitted model, and
@@ -216,13 +277,20 @@ impl FeatureSpec {
             pooling: self.pooling,
             flip: self.flip,
             crop: self.crop,
+            size: self.size(),
             second: self.second.as_ref().map(|s| NetworkConfig {
                 backbone: s.backbone,
                 pooling: s.pooling,
                 flip: s.flip,
                 crop: s.crop,
+                size: s.size(),
             }),
         }
+    }
+
+    /// The input side when it is not the network's own.
+    fn size(&self) -> Option<u32> {
+        (self.input_size != self.backbone.input_size()).then_some(self.input_size)
     }
 
     pub fn dim(&self) -> usize {
@@ -654,10 +722,7 @@ fn extract_parts(
             }
             chunks.last_mut().expect("pushed").push(t);
         }
-        let wants: Vec<(u32, Crop)> = cfgs
-            .iter()
-            .map(|c| (c.backbone.input_size(), c.crop))
-            .collect();
+        let wants: Vec<(u32, Crop)> = cfgs.iter().map(|c| (c.input_size(), c.crop)).collect();
         std::thread::scope(|scope| -> Result<()> {
             // Decoding of the next chunk runs while the networks work on this one.
             let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(usize, blake3::Hash, Decoded)>>(1);
@@ -935,7 +1000,7 @@ pub fn features_of_files(
     files: &[PathBuf],
     cfg: &ImageFeatureConfig,
 ) -> Result<Vec<Vec<f32>>> {
-    let size = cfg.backbone.input_size();
+    let size = cfg.input_size();
     let px: Vec<Vec<u8>> = files
         .iter()
         .map(|f| {
