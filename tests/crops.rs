@@ -3,7 +3,7 @@
 //! `whole` resizes the whole image, `five` averages the 4 corner crops and the centre crop.
 //! Small generated images; the feature checks need models/ from set-up, not ../shared.
 mod common;
-use image::{imageops::FilterType, ImageFormat, RgbImage};
+use image::{ImageFormat, RgbImage};
 use std::io::Cursor;
 use std::path::Path;
 use std::process::Command;
@@ -37,26 +37,38 @@ fn png(img: &RgbImage) -> Vec<u8> {
     buf
 }
 
-/// The network input as it was computed before crops existed (decode, centre square cut in
-/// source coordinates, box pre-shrink of large squares, Triangle resize), written out here so
-/// that a change to the shared code cannot move both sides.
+/// `(x, y, w, h)` of `img` resized to `size`² as preprocessing v4 does it: fast_image_resize's
+/// bilinear convolution with the source cropped to the region, called directly here so that a
+/// change to the shared code cannot move both sides.
+fn region_resized(img: &RgbImage, (x, y, w, h): (u32, u32, u32, u32), size: u32) -> RgbImage {
+    use fast_image_resize as fir;
+    let src = fir::images::ImageRef::new(
+        img.width(),
+        img.height(),
+        img.as_raw(),
+        fir::PixelType::U8x3,
+    )
+    .unwrap();
+    let mut dst = fir::images::Image::new(size, size, fir::PixelType::U8x3);
+    let opts = fir::ResizeOptions::new()
+        .resize_alg(fir::ResizeAlg::Convolution(fir::FilterType::Bilinear))
+        .crop(x as f64, y as f64, w as f64, h as f64);
+    fir::Resizer::new().resize(&src, &mut dst, &opts).unwrap();
+    RgbImage::from_raw(size, size, dst.into_vec()).unwrap()
+}
+
+/// The centre input written out: decode, the centre square cut in source coordinates, resized.
 fn todays_centre(bytes: &[u8], size: u32) -> RgbImage {
     let img = decode::decode_at_least(bytes, size).unwrap();
     let (w, h) = img.dimensions();
     let side = w.min(h).max(1);
     let (x, y) = ((w - side.min(w)) / 2, (h - side.min(h)) / 2);
-    let square = image::imageops::crop_imm(&*img, x, y, side.min(w), side.min(h));
-    if side > 4 * size {
-        let pre = image::imageops::thumbnail(&*square, size * 2, size * 2);
-        image::imageops::resize(&pre, size, size, FilterType::Triangle)
-    } else {
-        image::imageops::resize(&*square, size, size, FilterType::Triangle)
-    }
+    region_resized(&img, (x, y, side.min(w), side.min(h)), size)
 }
 
 #[test]
 fn centre_is_todays_network_input_exactly() {
-    // Small and large (box pre-shrink), both orientations, PNG and JPEG (a 2000×1500 JPEG is
+    // Small and large, both orientations, PNG and JPEG (a 2000×1500 JPEG is
     // decoded at reduced DCT scale).
     for (w, h) in [
         (300u32, 200u32),
@@ -83,10 +95,7 @@ fn whole_is_a_plain_resize_of_the_whole_image() {
     let bytes = png(&img);
     let v = decode::network_views(&bytes, 224, Crop::Whole).unwrap();
     assert_eq!(v.len(), 1);
-    assert_eq!(
-        v[0],
-        image::imageops::resize(&img, 224, 224, FilterType::Triangle)
-    );
+    assert_eq!(v[0], region_resized(&img, (0, 0, 300, 200), 224));
     let centre = decode::network_input(&bytes, 224).unwrap();
     assert_ne!(
         v[0], centre,
@@ -98,7 +107,7 @@ fn whole_is_a_plain_resize_of_the_whole_image() {
         decode::network_views(&sq, 224, Crop::Whole).unwrap(),
         decode::network_views(&sq, 224, Crop::Centre).unwrap()
     );
-    // Large: a side over 4× the input is box-shrunk first, still 224×224.
+    // Large and elongated: still 224×224.
     let big = decode::network_views(&png(&picture(2400, 500)), 224, Crop::Whole).unwrap();
     assert_eq!(big[0].dimensions(), (224, 224));
 }
@@ -112,14 +121,7 @@ fn five_crops_are_the_corners_and_centre_of_the_scaled_image() {
     assert_eq!(v.len(), 5);
     // Shorter side 300 scaled to 256: a 224 crop there is round(300·224/256) = 263 source px.
     let c = 263;
-    let at = |x, y| {
-        image::imageops::resize(
-            &*image::imageops::crop_imm(&img, x, y, c, c),
-            224,
-            224,
-            FilterType::Triangle,
-        )
-    };
+    let at = |x, y| region_resized(&img, (x, y, c, c), 224);
     let (r, b) = (400 - c, 300 - c);
     let want = [at(0, 0), at(r, 0), at(0, b), at(r, b), at(r / 2, b / 2)];
     for (i, (got, want)) in v.iter().zip(&want).enumerate() {
@@ -259,11 +261,11 @@ fn the_crop_is_part_of_the_identity_and_centre_keeps_todays() {
     // Today's key and identity, letter for letter: existing caches stay valid.
     assert_eq!(
         centre.cache_key(),
-        format!("efficientnet-lite0-w{}-avg-noflip-s224-p3", &sha[..12])
+        format!("efficientnet-lite0-w{}-avg-noflip-s224-p4", &sha[..12])
     );
     assert_eq!(
         centre.identity(),
-        format!("efficientnet-lite0-w{sha}-avg-noflip-s224-p3")
+        format!("efficientnet-lite0-w{sha}-avg-noflip-s224-p4")
     );
     assert!(!centre.describe().contains("crop") && !centre.describe().contains("whole"));
     // A centre spec is written as before (no `crop` field), and a spec written before crops
@@ -271,7 +273,7 @@ fn the_crop_is_part_of_the_identity_and_centre_keeps_todays() {
     let json = serde_json::to_string(&centre).unwrap();
     assert!(!json.contains("crop"), "{json}");
     let old = format!(
-        r#"{{"backbone":"efficientnet-lite0","weights_sha256":"{sha}","weights_file":"efficientnet-lite0.safetensors","pooling":"avg","flip":false,"input_size":224,"preprocess_version":3}}"#
+        r#"{{"backbone":"efficientnet-lite0","weights_sha256":"{sha}","weights_file":"efficientnet-lite0.safetensors","pooling":"avg","flip":false,"input_size":224,"preprocess_version":4}}"#
     );
     let back: FeatureSpec = serde_json::from_str(&old).unwrap();
     assert_eq!(back.crop, Crop::Centre);

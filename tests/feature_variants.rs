@@ -71,7 +71,7 @@ fn every_variant_has_its_own_identity_dimension_and_blocks() {
     ));
     assert!(
         d.cache_key().starts_with("efficientnet-lite2-w")
-            && d.cache_key().ends_with("-avg-flip-s260-p3"),
+            && d.cache_key().ends_with("-avg-flip-s260-p4"),
         "{}",
         d.cache_key()
     );
@@ -92,11 +92,11 @@ fn every_variant_has_its_own_identity_dimension_and_blocks() {
     assert_eq!(def.blocks(), vec![1280, 1280]);
     let keys: Vec<String> = def.parts().iter().map(|p| p.cache_key()).collect();
     assert!(
-        keys[0].starts_with("efficientnet-lite2-w") && keys[0].ends_with("-avg-noflip-s260-p3"),
+        keys[0].starts_with("efficientnet-lite2-w") && keys[0].ends_with("-avg-noflip-s260-p4"),
         "{keys:?}"
     );
     assert!(
-        keys[1].starts_with("efficientnet-lite0-w") && keys[1].ends_with("-avg-noflip-s224-p3"),
+        keys[1].starts_with("efficientnet-lite0-w") && keys[1].ends_with("-avg-noflip-s224-p4"),
         "{keys:?}"
     );
 }
@@ -512,7 +512,7 @@ fn an_input_size_is_part_of_the_identity_and_of_the_pixels() {
     let big = spec(&lite(EfficientNetLite0, Pooling::Avg).with_size(Some(288)));
     assert_eq!(big.input_size, 288);
     assert!(
-        big.cache_key().ends_with("-avg-noflip-s288-p3"),
+        big.cache_key().ends_with("-avg-noflip-s288-p4"),
         "{}",
         big.cache_key()
     );
