@@ -625,9 +625,11 @@ fn size_flags_are_checked_and_recorded() {
             .output()
             .unwrap()
     };
+    let unused = d.path().join("unused");
+    let unused = unused.to_str().unwrap();
     let out = run(&[
         "--out",
-        "unused",
+        unused,
         "--second-backbone",
         "none",
         "--second-size",
@@ -638,10 +640,13 @@ fn size_flags_are_checked_and_recorded() {
         !out.status.success() && err.contains("--second-size needs a second network"),
         "{err}"
     );
-    let out = run(&["--out", "unused", "--size", "20"]);
+    let out = run(&["--out", unused, "--size", "20"]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("outside"), "{err}");
-    assert!(!std::path::Path::new("unused").exists());
+    assert!(
+        !out.status.success() && err.contains("(--size) is outside"),
+        "{err}"
+    );
+    assert!(!std::path::Path::new(unused).exists());
     let model = d.path().join("model");
     let out = run(&[
         "--out",

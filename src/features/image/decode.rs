@@ -765,6 +765,7 @@ mod tests {
     /// do not depend on whether the machine has AVX2), and close to image's own Triangle filter
     /// (the resampler of preprocessing version 3).
     #[test]
+    #[cfg(target_arch = "x86_64")]
     fn resampling_is_the_same_on_every_cpu_extension() {
         let mut seed = 7u64;
         let img = RgbImage::from_fn(541, 719, |x, y| {

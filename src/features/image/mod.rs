@@ -136,11 +136,12 @@ impl ImageFeatureConfig {
     pub fn check(&self) -> Result<()> {
         let nets = std::iter::once((self.backbone, self.pooling, self.size))
             .chain(self.second.map(|s| (s.backbone, s.pooling, s.size)));
-        for (backbone, pooling, size) in nets {
+        for (k, (backbone, pooling, size)) in nets.enumerate() {
             if let Some(size) = size {
                 if !INPUT_SIZES.contains(&size) {
+                    let flag = if k == 0 { "--size" } else { "--second-size" };
                     return Err(Error::Param(format!(
-                        "input size {size} is outside {}..={} pixels",
+                        "input size {size} ({flag}) is outside {}..={} pixels",
                         INPUT_SIZES.start(),
                         INPUT_SIZES.end()
                     )));
