@@ -63,6 +63,11 @@ impl NetworkConfig {
             size: None,
         }
     }
+
+    /// The side of this network's square input.
+    pub fn input_size(&self) -> u32 {
+        self.size.unwrap_or(self.backbone.input_size())
+    }
 }
 
 /// Input sides accepted by `size` (a network's stride is 32: smaller inputs leave no map).
@@ -169,8 +174,7 @@ impl ImageFeatureConfig {
             }
         }
         if let Some(s) = &self.second {
-            let second_size = s.size.unwrap_or(s.backbone.input_size());
-            if (s.backbone, s.pooling, s.flip, s.crop, second_size)
+            if (s.backbone, s.pooling, s.flip, s.crop, s.input_size())
                 == (
                     self.backbone,
                     self.pooling,
